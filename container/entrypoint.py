@@ -1,0 +1,195 @@
+"""kasctl's container entrypoint: prepare the builder user, then become it and run kas.
+
+Runs as root at every container start, so it is stdlib-only and does its work
+in-process (no usermod/groupmod/chown subprocesses). Steps:
+
+1. give `builder` the host user's uid and gid (USER_ID / GROUP_ID), so that
+   files written to the bind mounts belong to that user on the host;
+2. write /etc/subuid and /etc/subgid for builder from the container's OWN
+   /proc/self/uid_map and gid_map (kasctl.subids), so that Isar's nested
+   namespaces get the largest range this container can actually map;
+3. per build system: isar-privileged re-enables sudo for builder;
+   isar-rootless leaves the image locked (no sudo, no setuid binaries but
+   newuidmap/newgidmap) and checks that it is;
+4. drop to builder and exec `kas COMMAND ...` (or the command for `shell`).
+
+Errors go to stderr as one `kasctl-entrypoint: error: ...` line, exit 125
+(the engines' own "the container could not start" status).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+from kasctl import __version__
+from kasctl.errors import KasctlError
+from kasctl.subids import choose_range, parse_avoid, parse_id_map
+
+BUILDER = "builder"
+HOME = "/builder"
+LIBDIR = "/usr/lib/kasctl"
+#: The real sudo, kept without its setuid bit while the image is locked.
+SUDO_REAL = f"{LIBDIR}/sudo.real"
+SUDOERS_RULE = "/etc/sudoers.d/kasctl-builder"
+KAS_COMMANDS = {
+    "build", "checkout", "dump", "lock", "shell", "diff", "for-all-repos",
+    "clean", "cleansstate", "cleanall", "purge", "menu",
+}  # fmt: skip
+EXIT_START = 125
+
+
+class EntrypointError(KasctlError):
+    pass
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise EntrypointError(f"{name}={value!r} is not a number")
+    return int(value)
+
+
+def _rewrite_db(path: str, name: str, fields: dict[int, str]) -> None:
+    """Set fields of `name`'s line in a colon-separated file like /etc/passwd."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        parts = line.split(":")
+        if parts[0] == name:
+            for index, value in fields.items():
+                parts[index] = value
+            lines[i] = ":".join(parts)
+            break
+    else:
+        raise EntrypointError(f"{path} has no entry for {name}")
+    tmp = f"{path}.kasctl"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    os.replace(tmp, path)
+
+
+def remap_builder(uid: int, gid: int) -> None:
+    """Give builder the host user's ids (duplicates allowed, like usermod -o)."""
+    _rewrite_db("/etc/passwd", BUILDER, {2: str(uid), 3: str(gid)})
+    _rewrite_db("/etc/group", BUILDER, {2: str(gid)})
+    for root, dirs, files in os.walk(HOME):
+        for entry in dirs + files:
+            os.lchown(os.path.join(root, entry), uid, gid)
+    os.lchown(HOME, uid, gid)
+
+
+def write_subids(uid: int, gid: int) -> tuple[str, str]:
+    """Write builder's one line to /etc/subuid and /etc/subgid from our own id maps."""
+    written = []
+    for kind, own, avoid_var in (("uid", uid, "KASCTL_AVOID_UIDS"), ("gid", gid, "KASCTL_AVOID_GIDS")):
+        with open(f"/proc/self/{kind}_map") as f:
+            extents = parse_id_map(f.read())
+        avoid = parse_avoid(os.environ.get(avoid_var, ""))
+        rng = choose_range(extents, own, avoid)
+        if rng is None:
+            raise EntrypointError(
+                f"this container maps no {kind}s beyond root and builder; "
+                "nested user namespaces cannot work",
+                fix="give the host user a sub-id range of at least 65536 ids "
+                "(run `kasctl doctor`)",
+            )
+        line = f"{BUILDER}:{rng.start}:{rng.count}"
+        with open(f"/etc/sub{kind}", "w") as f:
+            f.write(line + "\n")
+        written.append(line)
+    return written[0], written[1]
+
+
+def enable_sudo() -> None:
+    """isar-privileged: Isar runs `sudo -E`; restore the real sudo for builder."""
+    if os.path.exists(SUDO_REAL):
+        os.replace(SUDO_REAL, "/usr/bin/sudo")
+    os.chown("/usr/bin/sudo", 0, 0)
+    os.chmod("/usr/bin/sudo", 0o4755)
+    with open(SUDOERS_RULE, "w") as f:
+        f.write(f"{BUILDER} ALL=(ALL) NOPASSWD:SETENV: ALL\n")
+    os.chmod(SUDOERS_RULE, 0o440)
+
+
+def check_locked() -> None:
+    """isar-rootless: refuse to start unless the image's lock-down is intact.
+
+    The image is built locked (see the Dockerfile): sudo is the blocker
+    script and no binary but newuidmap/newgidmap keeps a setuid/setgid bit.
+    Checking the two things a privileged run could have changed is cheap.
+    """
+    if os.path.exists(SUDOERS_RULE):
+        os.unlink(SUDOERS_RULE)
+    if os.stat("/usr/bin/sudo").st_mode & stat.S_ISUID:
+        raise EntrypointError(
+            "/usr/bin/sudo is setuid in an isar-rootless container",
+            fix="rebuild the image with `kasctl image build`; rootless builds must not have sudo",
+        )
+
+
+def drop_to(uid: int, gid: int) -> None:
+    os.setgroups([gid])
+    os.setgid(gid)
+    os.setuid(uid)
+    os.environ.update(HOME=HOME, USER=BUILDER, LOGNAME=BUILDER)
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """`build /repo/x.yml` -> `kas build /repo/x.yml`; anything else is refused."""
+    if not argv:
+        return ["kas", "--help"]
+    if argv[0] in KAS_COMMANDS:
+        return ["kas", *argv]
+    if argv[0] == "--":  # internal: a plain command, used by kasctl's own probes
+        return argv[1:]
+    raise EntrypointError(
+        f"{argv[0]!r} is not a kas command",
+        fix=f"use one of: {', '.join(sorted(KAS_COMMANDS))}",
+    )
+
+
+def main(argv: list[str]) -> None:
+    image_for = os.environ.get("KASCTL_VERSION")
+    if image_for and image_for != __version__:
+        print(
+            f"kasctl-entrypoint: warning: image has kasctl {__version__}, host runs {image_for}; "
+            "rebuild it with `kasctl image build`",
+            file=sys.stderr,
+        )
+    mode = os.environ.get("KASCTL_BUILD_SYSTEM", "openembedded")
+    uid = _int_env("USER_ID")
+    gid = _int_env("GROUP_ID")
+    cmd = command_line(argv)
+    if os.getuid() != 0:
+        raise EntrypointError("the entrypoint must start as root (do not pass --user)")
+    if uid is None or gid is None:
+        uid, gid = 0, 0
+    if uid != 0:
+        remap_builder(uid, gid)
+    if mode == "isar-rootless":
+        check_locked()
+        write_subids(uid, gid)
+    elif mode == "isar-privileged":
+        enable_sudo()
+    workdir = os.environ.get("KAS_WORK_DIR", "/work")
+    if uid != 0:
+        drop_to(uid, gid)
+    if os.path.isdir(workdir):
+        os.chdir(workdir)
+    os.execvp(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KasctlError as exc:
+        print(exc.render().replace("kasctl:", "kasctl-entrypoint:"), file=sys.stderr)
+        sys.exit(EXIT_START)
+    except OSError as exc:
+        print(f"kasctl-entrypoint: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_START)

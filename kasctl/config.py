@@ -1,0 +1,276 @@
+"""Reading kas config files on the host, before any container starts.
+
+Every file named on the command line is parsed with PyYAML and validated
+against schema/kas-config.schema.json; an error names the file, the key path
+and the line, so a broken config costs a second, not a container start.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kasctl.errors import ConfigError
+
+log = logging.getLogger("kasctl")
+
+#: The newest config format version kas 5.5 (the image's kas) understands.
+NEWEST_FORMAT = 23
+
+
+class BuildSystem(enum.Enum):
+    """What the container must allow; the value is kas's own spelling."""
+
+    OPENEMBEDDED = "openembedded"
+    ISAR_PRIVILEGED = "isar-privileged"
+    ISAR_ROOTLESS = "isar-rootless"
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> BuildSystem:
+        match text:
+            case "openembedded" | "oe":
+                return cls.OPENEMBEDDED
+            case "isar":
+                log.warning(
+                    "%s: build_system 'isar' is deprecated and means isar-privileged; "
+                    "write isar-privileged or isar-rootless",
+                    where,
+                )
+                return cls.ISAR_PRIVILEGED
+            case "isar-privileged":
+                return cls.ISAR_PRIVILEGED
+            case "isar-rootless":
+                return cls.ISAR_ROOTLESS
+        raise ConfigError(
+            f"unknown build_system {text!r}",
+            where=where,
+            fix="use one of openembedded, oe, isar-privileged, isar-rootless",
+        )
+
+    @property
+    def is_isar(self) -> bool:
+        return self is not BuildSystem.OPENEMBEDDED
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One validated file: where it is, and what it says."""
+
+    path: Path
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the planner needs from the configs: files, their repo, the build system."""
+
+    files: tuple[ConfigFile, ...]
+    repo_dir: Path
+    build_system: BuildSystem
+
+    def container_paths(self, repo_mount: str) -> list[str]:
+        """The config files as the container sees them, below the repo mount."""
+        return [
+            f"{repo_mount}/{f.path.relative_to(self.repo_dir).as_posix()}" for f in self.files
+        ]
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    text = resources.files("kasctl").joinpath("data/schema/kas-config.schema.json")
+    if not text.is_file():  # running from a source checkout
+        text = Path(__file__).resolve().parent.parent / "schema" / "kas-config.schema.json"
+    schema: dict[str, Any] = json.loads(text.read_text())
+    return schema
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that remembers the line of every mapping key and item."""
+
+
+def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML into plain data plus a map from key path to 1-based line."""
+    lines: dict[tuple[Any, ...], int] = {}
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+
+        def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
+            lines[path] = n.start_mark.line + 1
+            if isinstance(n, yaml.MappingNode):
+                for key, value in n.value:
+                    child = path + (loader.construct_object(key, deep=True),)
+                    lines[child] = key.start_mark.line + 1
+                    walk(value, child)
+                    lines[child] = key.start_mark.line + 1
+            elif isinstance(n, yaml.SequenceNode):
+                for index, item in enumerate(n.value):
+                    walk(item, path + (index,))
+
+        walk(node, ())
+        data = loader.construct_document(node)
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _key_path(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_file(path: Path) -> ConfigFile:
+    """Read, parse and validate one config file; raise ConfigError on any problem."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "config file not found", where=shown, fix="check the path (CONFIG may be a.yml:b.yml)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError("config path is a directory, not a file", where=shown) from None
+    except PermissionError:
+        raise ConfigError("config file is not readable", where=shown, fix="check its mode") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file is not UTF-8 text ({exc.reason})", where=shown) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", where=shown) from None
+
+    if path.suffix == ".json":
+        try:
+            data, lines = json.loads(text), {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"JSON syntax error: {exc.msg}", where=f"{shown}:{exc.lineno}") from None
+    else:
+        try:
+            data, lines = _compose_with_lines(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{shown}:{mark.line + 1}" if mark else shown
+            problem = exc.problem or exc.context or "invalid YAML"
+            raise ConfigError(f"YAML syntax error: {problem}", where=where) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"YAML error: {exc}", where=shown) from None
+
+    if data is None:
+        raise ConfigError(
+            "config file is empty",
+            where=shown,
+            fix="a kas config needs at least `header: {version: 14}`",
+        )
+    _validate(data, lines, shown)
+    return ConfigFile(path=path, data=data)
+
+
+def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
+    import jsonschema  # heavy: only imported when a file is actually validated
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
+    if not errors:
+        version = data.get("header", {}).get("version")
+        if isinstance(version, int) and version > NEWEST_FORMAT:
+            raise ConfigError(
+                f"header.version {version} is newer than this kasctl's kas understands "
+                f"(at most {NEWEST_FORMAT})",
+                where=f"{shown}:{lines.get(('header', 'version'), 1)}",
+                fix="upgrade kasctl, or lower header.version",
+            )
+        return
+    best = jsonschema.exceptions.best_match(errors)
+    path = tuple(best.absolute_path)
+    line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), 1)
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    raise ConfigError(
+        f"{_key_path(path)}: {_describe(best)}{more}",
+        where=f"{shown}:{line}",
+        fix="see the kas config format reference for this key",
+    )
+
+
+def _describe(error: Any) -> str:
+    """A short message for a schema error, without dumping the whole schema."""
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if error.validator in ("enum", "const"):
+        allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
+        return f"{error.instance!r} is not one of {', '.join(map(repr, allowed))}"
+    if error.validator in ("anyOf", "oneOf"):
+        return f"{error.instance!r} is not a valid value here"
+    return str(error.message)
+
+
+def repo_dir_of(path: Path) -> Path:
+    """The repository a config lives in: its git/hg top level, else its directory."""
+    directory = path.resolve().parent
+    for probe in (["git", "rev-parse", "--show-toplevel"], ["hg", "root"]):
+        try:
+            out = subprocess.run(
+                probe, cwd=directory, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError:
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip()).resolve()
+    return directory
+
+
+def split_config_arg(arg: str) -> list[Path]:
+    """`a.yml:b.yml` -> [a.yml, b.yml]; an empty part is an error, not ignored."""
+    parts = arg.split(":")
+    if any(not p.strip() for p in parts):
+        raise ConfigError(
+            f"config list {arg!r} has an empty part",
+            fix="join config files with ':' and no empty entries, e.g. base.yml:extra.yml",
+        )
+    return [Path(p) for p in parts]
+
+
+def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
+    """Load and validate every file of a CONFIG argument; the first decides the build system."""
+    files = tuple(load_file(p) for p in split_config_arg(arg))
+    repo = repo_dir_of(files[0].path)
+    for f in files[1:]:
+        if not f.path.resolve().is_relative_to(repo):
+            raise ConfigError(
+                f"config file is outside the first file's repository {repo}",
+                where=str(f.path),
+                fix="all files of a:b:c must live in the first file's repository",
+            )
+    first = files[0]
+    if build_system_override is not None:
+        build_system = build_system_override
+    else:
+        build_system = BuildSystem.parse(
+            str(first.data.get("build_system", "openembedded")), str(first.path)
+        )
+    files = tuple(
+        ConfigFile(path=f.path.resolve(), data=f.data) for f in files
+    )
+    return Config(files=files, repo_dir=repo, build_system=build_system)
+
+
+def default_config(work_dir: Path) -> str | None:
+    """kas's default config: KAS_WORK_DIR/.config.yaml, written by `menu`."""
+    candidate = work_dir / ".config.yaml"
+    return str(candidate) if candidate.is_file() else None
+
+
+def env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None

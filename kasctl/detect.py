@@ -1,0 +1,180 @@
+"""Gathering host and engine facts: the only module of the planning path with side effects.
+
+Each fact is read once per run and handed on in frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from kasctl.config import BuildSystem
+from kasctl.errors import HostError, UsageError
+from kasctl.facts import EngineFacts, EngineKind, EngineMode, HostFacts
+from kasctl.subids import Range, SubidEntry, merge, parse_subid_file, range_for
+
+log = logging.getLogger("kasctl")
+
+PODMAN_SECCOMP = "/usr/share/containers/seccomp.json"
+#: ids below this are system and ordinary users by convention (and 65534 is nobody).
+CONVENTIONAL_IDS = Range(0, 65536)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _login_defs(text: str) -> dict[str, int]:
+    values = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            values[fields[0]] = int(fields[1])
+    return values
+
+
+def reserved_ids(
+    db_ids: list[int], sub_entries: tuple[SubidEntry, ...], defs: Mapping[str, int], kind: str
+) -> tuple[Range, ...]:
+    """Host ids a rootful container's build must not create files with.
+
+    Existing users or groups, every sub-id range, the conventional id range
+    below 65536, and where useradd allocates ids and sub-ids in the future
+    (login.defs), so a user added later does not inherit build files.
+    """
+    upper = "UID" if kind == "uid" else "GID"
+    ranges = [CONVENTIONAL_IDS, *(Range(i, 1) for i in db_ids)]
+    ranges += [e.range for e in sub_entries]
+    lo, hi = defs.get(f"{upper}_MIN", 1000), defs.get(f"{upper}_MAX", 60000)
+    ranges.append(Range(lo, hi - lo + 1))
+    sub_lo = defs.get(f"SUB_{upper}_MIN", 100000)
+    sub_hi = defs.get(f"SUB_{upper}_MAX", 600100000) + defs.get(f"SUB_{upper}_COUNT", 65536)
+    ranges.append(Range(sub_lo, sub_hi - sub_lo))
+    return tuple(merge(ranges))
+
+
+def _subids(path: str) -> tuple[SubidEntry, ...]:
+    try:
+        return parse_subid_file(_read(path))
+    except HostError as exc:
+        log.warning("%s: %s (ignored; run `kasctl doctor`)", path, exc.message)
+        return ()
+
+
+def host_facts() -> HostFacts:
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        entry = pwd.getpwuid(uid)
+        user, home = entry.pw_name, entry.pw_dir
+    except KeyError:
+        user, home = str(uid), os.environ.get("HOME", "/")
+    subuid_entries, subgid_entries = _subids("/etc/subuid"), _subids("/etc/subgid")
+    defs = _login_defs(_read("/etc/login.defs"))
+    passwd_ids = [int(f[2]) for f in _db("/etc/passwd")]
+    group_ids = [int(f[2]) for f in _db("/etc/group")]
+    restrict = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").strip() == "1"
+    return HostFacts(
+        uid=uid,
+        gid=gid,
+        user=user,
+        home=home,
+        subuid=range_for(subuid_entries, user, uid),
+        subgid=range_for(subgid_entries, user, uid),
+        reserved_uids=reserved_ids(passwd_ids, subuid_entries, defs, "uid"),
+        reserved_gids=reserved_ids(group_ids, subgid_entries, defs, "gid"),
+        stdout_tty=sys.stdout.isatty(),
+        stdin_tty=sys.stdin.isatty(),
+        apparmor_restricts_userns=restrict,
+        apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
+        podman_seccomp_profile=PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None,
+        subuid_entries=subuid_entries,
+    )
+
+
+def _db(path: str) -> list[list[str]]:
+    rows = []
+    for line in _read(path).splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            rows.append(fields)
+    return rows
+
+
+def choose_engine(
+    explicit: str | None, build_system: BuildSystem, env: Mapping[str, str]
+) -> EngineKind:
+    """--engine, then KAS_CONTAINER_ENGINE (or the old KAS_DOCKER_ENGINE), then a default.
+
+    The default prefers podman for isar-rootless (its keep-id keeps the host
+    uid without any chown), docker otherwise, and whatever is installed.
+    """
+    choice = explicit or env.get("KAS_CONTAINER_ENGINE") or env.get("KAS_DOCKER_ENGINE")
+    if choice:
+        if choice not in ("docker", "podman"):
+            raise UsageError(
+                f"unknown container engine {choice!r}", fix="use docker or podman"
+            )
+        return "docker" if choice == "docker" else "podman"
+    order: tuple[EngineKind, ...] = (
+        ("podman", "docker") if build_system is BuildSystem.ISAR_ROOTLESS else ("docker", "podman")
+    )
+    for kind in order:
+        if shutil.which(kind):
+            return kind
+    raise HostError(
+        "no container engine found (neither podman nor docker is on PATH)",
+        fix="install podman (recommended for isar-rootless) or docker",
+    )
+
+
+def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
+    """Ask the engine itself whether it is rootless (never guess from version text)."""
+    binary = shutil.which(kind)
+    if not binary:
+        raise HostError(f"{kind} is not installed (not on PATH)", fix=f"install {kind}")
+    if kind == "podman" and not (env.get("CONTAINER_HOST") or env.get("CONTAINER_CONNECTION")):
+        # Local podman is rootless exactly when it runs as a non-root user;
+        # no need to pay for `podman info` on every run.
+        mode = EngineMode.ROOTLESS_PODMAN if os.getuid() != 0 else EngineMode.ROOTFUL_PODMAN
+        return EngineFacts(mode=mode, binary=binary, version="")
+    fmt = "{{json .}}"
+    try:
+        out = subprocess.run(
+            [binary, "info", "--format", fmt], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        raise HostError(f"`{kind} info` did not answer within 60 s", fix="check the engine") from None
+    if out.returncode != 0:
+        detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        where = env.get("DOCKER_HOST") or ("the docker daemon" if kind == "docker" else "podman")
+        raise HostError(
+            f"cannot reach {kind} ({where}): {detail}",
+            fix="start the engine (dockerd, or dockerd-rootless.sh with DOCKER_HOST) "
+            "or choose the other one with --engine",
+        )
+    info = json.loads(out.stdout)
+    if kind == "podman":
+        rootless = bool(info.get("host", {}).get("security", {}).get("rootless"))
+        mode = EngineMode.ROOTLESS_PODMAN if rootless else EngineMode.ROOTFUL_PODMAN
+        version = str(info.get("version", {}).get("Version", ""))
+        apparmor = bool(info.get("host", {}).get("security", {}).get("apparmorEnabled"))
+    else:
+        options = info.get("SecurityOptions") or []
+        rootless = any("name=rootless" in o for o in options)
+        apparmor = any("name=apparmor" in o for o in options)
+        mode = EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER
+        version = str(info.get("ServerVersion", ""))
+    return EngineFacts(
+        mode=mode, binary=binary, version=version, apparmor=apparmor,
+        endpoint=env.get("DOCKER_HOST") if kind == "docker" else None,
+    )  # fmt: skip

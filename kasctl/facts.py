@@ -1,0 +1,75 @@
+"""Facts about the host and the engine: the planner's inputs besides the config.
+
+Gathered once per run by `detect`, then passed explicitly; frozen so that the
+planner stays a pure function of them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kasctl.subids import Range, SubidEntry
+
+EngineKind = Literal["docker", "podman"]
+
+
+class EngineMode(enum.Enum):
+    """The four ways an engine can run a container here; each needs other flags."""
+
+    ROOTLESS_PODMAN = "rootless-podman"
+    ROOTFUL_PODMAN = "rootful-podman"
+    SYSTEM_DOCKER = "system-docker"
+    ROOTLESS_DOCKER = "rootless-docker"
+
+    @property
+    def kind(self) -> EngineKind:
+        return "podman" if self in (EngineMode.ROOTLESS_PODMAN, EngineMode.ROOTFUL_PODMAN) else "docker"
+
+    @property
+    def rootless(self) -> bool:
+        return self in (EngineMode.ROOTLESS_PODMAN, EngineMode.ROOTLESS_DOCKER)
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine's own `info` says about itself."""
+
+    mode: EngineMode
+    binary: str
+    version: str
+    #: AppArmor is active in the engine (docker lists it in SecurityOptions).
+    apparmor: bool = False
+    #: The engine's environment overrides (e.g. DOCKER_HOST) that reached it.
+    endpoint: str | None = None
+
+    @property
+    def kind(self) -> EngineKind:
+        return self.mode.kind
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the planner needs to know about the invoking user and the host."""
+
+    uid: int
+    gid: int
+    user: str
+    home: str
+    #: The user's own /etc/subuid and /etc/subgid ranges (first match, as Isar reads them).
+    subuid: Range | None = None
+    subgid: Range | None = None
+    #: Host ids that a rootful container's build must never create files with:
+    #: users, groups, every sub-id range, and where useradd allocates in future.
+    reserved_uids: tuple[Range, ...] = ()
+    reserved_gids: tuple[Range, ...] = ()
+    stdout_tty: bool = False
+    stdin_tty: bool = False
+    #: Ubuntu's kernel.apparmor_restrict_unprivileged_userns=1.
+    apparmor_restricts_userns: bool = False
+    #: The rootlesskit AppArmor profile exists (Ubuntu ships it for this case).
+    apparmor_rootlesskit_profile: bool = False
+    #: Podman's seccomp profile (containers-common), which allows pivot_root.
+    podman_seccomp_profile: str | None = None
+    subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)

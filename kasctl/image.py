@@ -1,0 +1,199 @@
+"""Building the kasctl image in the engine the run will use.
+
+The build context is assembled from what this kasctl carries: the
+Dockerfile and container/ (shipped in the wheel), a wheel of this very
+kasctl (written from its own modules, so the image always matches the host
+side), and kas's wheel (downloaded on the host, where HTTPS works, or taken
+from KASCTL_WHEEL_DIR). When the base image cannot be pulled (no registry
+reachable), it is bootstrapped from the Debian mirror with mmdebstrap and
+imported under the base tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from kasctl import __version__
+from kasctl.errors import HostError
+
+log = logging.getLogger("kasctl")
+
+KAS_VERSION = "5.5"
+BASE_IMAGE = "debian:trixie"
+BASE_SUITE = "trixie"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+STEP = re.compile(r"^(?:STEP|Step) (\d+)/(\d+)\s*:?\s*(.*)")
+
+
+def default_image(env: dict[str, str] | os._Environ[str]) -> str:
+    """KAS_CONTAINER_IMAGE wins; else PATH/NAME:VERSION[-DISTRO], as kas-container reads them."""
+    if env.get("KAS_CONTAINER_IMAGE"):
+        return env["KAS_CONTAINER_IMAGE"]
+    path = env.get("KAS_CONTAINER_IMAGE_PATH") or "localhost/kasctl"
+    name = env.get("KAS_CONTAINER_IMAGE_NAME") or "kas-isar"
+    tag = env.get("KAS_IMAGE_VERSION") or __version__
+    distro = env.get("KAS_CONTAINER_IMAGE_DISTRO")
+    return f"{path}/{name}:{tag}" + (f"-{distro}" if distro else "")
+
+
+def image_exists(binary: str, image: str) -> bool:
+    out = subprocess.run(
+        [binary, "image", "inspect", image], capture_output=True, text=True, check=False
+    )
+    return out.returncode == 0
+
+
+def _data_dir() -> Path:
+    """Dockerfile and container/: inside the wheel, or in a source checkout."""
+    packaged = Path(str(resources.files("kasctl"))) / "data"
+    if (packaged / "Dockerfile").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def write_self_wheel(dest: Path) -> Path:
+    """A wheel of the running kasctl's Python modules, for the image.
+
+    The image needs only the entrypoint's stdlib-only modules, but carrying
+    the whole package keeps one version of the truth on both sides.
+    """
+    package = Path(__file__).resolve().parent
+    dist = f"kasctl-{__version__}.dist-info"
+    wheel = dest / f"kasctl-{__version__}-py3-none-any.whl"
+    files: list[tuple[str, bytes]] = [
+        (f"kasctl/{p.relative_to(package).as_posix()}", p.read_bytes())
+        for p in sorted(package.rglob("*.py"))
+    ]
+    files.append((f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: kasctl\nVersion: {__version__}\n".encode()))
+    files.append((f"{dist}/WHEEL", b"Wheel-Version: 1.0\nGenerator: kasctl\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = [_record_line(n, d) for n, d in files] + [f"{dist}/RECORD,,"]
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files:
+            zf.writestr(name, data)
+        zf.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def fetch_kas_wheel(dest: Path, env: dict[str, str] | os._Environ[str]) -> Path:
+    name = f"kas-{KAS_VERSION}-py3-none-any.whl"
+    wheel_dir = env.get("KASCTL_WHEEL_DIR")
+    if wheel_dir and (Path(wheel_dir) / name).is_file():
+        shutil.copy2(Path(wheel_dir) / name, dest / name)
+        return dest / name
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+         "--only-binary=:all:", f"kas=={KAS_VERSION}", "-d", str(dest)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0 or not (dest / name).is_file():
+        raise HostError(
+            f"cannot download kas {KAS_VERSION} from the package index: "
+            + (out.stderr.strip().splitlines() or ["no output"])[-1],
+            fix=f"download {name} by hand and set KASCTL_WHEEL_DIR to its directory",
+        )
+    return dest / name
+
+
+def bootstrap_base(binary: str, tag: str = BASE_IMAGE, mirror: str = DEBIAN_MIRROR) -> None:
+    """Make the base image from the Debian mirror (no registry needed) and import it."""
+    if not shutil.which("mmdebstrap"):
+        raise HostError(
+            f"base image {tag} is missing and cannot be bootstrapped: mmdebstrap is not installed",
+            fix="install mmdebstrap, or load the base image into the engine by hand",
+        )
+    print(f"kasctl: bootstrapping base image {tag} from {mirror} with mmdebstrap", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="kasctl-base-") as tmp:
+        tarball = Path(tmp) / "base.tar"
+        _run_logged(
+            ["mmdebstrap", "--variant=minbase", BASE_SUITE, str(tarball), mirror], "mmdebstrap"
+        )
+        _run_logged([binary, "import", str(tarball), tag], f"{Path(binary).name} import")
+    print(f"kasctl: imported base image {tag}", file=sys.stderr)
+
+
+def _run_logged(argv: Sequence[str], what: str) -> None:
+    out = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.strip().splitlines()[-5:])
+        raise HostError(f"{what} failed (exit {out.returncode}):\n{tail}")
+
+
+def ensure_base(binary: str, tag: str, bootstrap: bool | None) -> None:
+    """bootstrap=True: always mmdebstrap; None: pull, then mmdebstrap if that fails."""
+    if bootstrap is not True and image_exists(binary, tag):
+        return
+    if bootstrap is None:
+        pulled = subprocess.run(
+            [binary, "pull", tag], capture_output=True, text=True, check=False
+        )
+        if pulled.returncode == 0:
+            return
+        reason = (pulled.stderr.strip().splitlines() or ["no registry"])[-1]
+        print(f"kasctl: cannot pull {tag} ({reason}); falling back to mmdebstrap", file=sys.stderr)
+    bootstrap_base(binary, tag)
+
+
+def build(binary: str, image: str, *, bootstrap: bool | None = None,
+          base: str = BASE_IMAGE, env: dict[str, str] | os._Environ[str] = os.environ) -> None:  # fmt: skip
+    """Build the kasctl image under `image`, showing one progress line per build step."""
+    ensure_base(binary, base, bootstrap)
+    data = _data_dir()
+    with tempfile.TemporaryDirectory(prefix="kasctl-image-") as tmp:
+        ctx = Path(tmp)
+        shutil.copy2(data / "Dockerfile", ctx / "Dockerfile")
+        shutil.copytree(data / "container", ctx / "container")
+        (ctx / "wheels").mkdir()
+        write_self_wheel(ctx / "wheels")
+        fetch_kas_wheel(ctx / "wheels", env)
+        argv = [
+            binary, "build", "-t", image,
+            "--build-arg", f"BASE_IMAGE={base}",
+            "--build-arg", f"KASCTL_VERSION={__version__}",
+            "--build-arg", f"KAS_VERSION={KAS_VERSION}",
+            str(ctx),
+        ]  # fmt: skip
+        log.debug("image build: %s", " ".join(argv))
+        _build_with_progress(argv, image)
+
+
+def _build_with_progress(argv: list[str], image: str) -> None:
+    logfile = tempfile.NamedTemporaryFile(
+        "w", prefix="kasctl-image-build-", suffix=".log", delete=False
+    )
+    print(f"kasctl: building image {image} (log: {logfile.name})", file=sys.stderr)
+    with logfile, subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            logfile.write(line)
+            step = STEP.match(line.strip())
+            if step:
+                print(f"  [{step[1]}/{step[2]}] {step[3][:90]}", file=sys.stderr, flush=True)
+        status = proc.wait()
+    if status != 0:
+        with open(logfile.name) as f:
+            tail = "".join(f.readlines()[-15:])
+        raise HostError(
+            f"image build failed (exit {status}); last lines:\n{tail}",
+            fix=f"read {logfile.name}; a network or mirror problem often shows there",
+        )
+    print(f"kasctl: image {image} ready", file=sys.stderr)

@@ -1,0 +1,193 @@
+"""From config, host facts, engine facts and options to one frozen RunPlan.
+
+`plan()` is pure: it reads no files and runs nothing, so every cell of the
+engine x build-system matrix is unit-testable without an engine. Engines only
+render a RunPlan to a command line and run it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kasctl import __version__
+from kasctl.config import BuildSystem, Config
+from kasctl.errors import UsageError
+from kasctl.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.privileges import Grant, decide
+from kasctl.subids import render_avoid
+
+WORK = "/work"
+REPO = "/repo"
+
+#: kas commands whose repo mount is writable by default (they write into it).
+WRITES_REPO = {"shell", "lock"}
+
+#: Variables passed through unchanged when set on the host (kas-container's list).
+PASSTHROUGH = (
+    "TERM", "KAS_DISTRO", "KAS_MACHINE", "KAS_TARGET", "KAS_TASK", "KAS_CLONE_DEPTH",
+    "KAS_PREMIRRORS", "DISTRO_APT_PREMIRRORS", "BB_NUMBER_THREADS", "PARALLEL_MAKE",
+    "GIT_CREDENTIAL_USEHTTPPATH", "TZ", "SSTATE_MIRRORS",
+)  # fmt: skip
+PROXIES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "NO_PROXY")
+
+#: Host directories kas manages: variable, container path when outside the work dir.
+MANAGED_DIRS = (
+    ("KAS_BUILD_DIR", "/build"),
+    ("DL_DIR", "/downloads"),
+    ("SSTATE_DIR", "/sstate"),
+    ("KAS_BUILDTOOLS_DIR", "/buildtools"),
+    ("KAS_REPO_REF_DIR", "/repo-ref"),
+)
+
+#: Characters a bind-mount source may not contain: --mount splits on ',',
+#: and newlines break every engine's option parsing.
+BAD_PATH_CHARS = (",", "\n", "\r")
+
+LABEL_PREFIX = "io.kasctl"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, already resolved to absolute host paths."""
+
+    command: str
+    build_system: BuildSystem
+    work_dir: Path
+    image: str
+    name: str
+    config: Config | None = None
+    kas_args: tuple[str, ...] = ()
+    bitbake_args: tuple[str, ...] = ()
+    repo_rw: bool | None = None
+    runtime_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    proxies_from_env: bool = True
+    sudo_cmd: str = "sudo"
+    #: kasctl's own pid, recorded on the container so a leftover can be traced.
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    mode: EngineMode
+    binary: str
+    executor: tuple[str, ...]
+    image: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    mounts: tuple[Mount, ...]
+    env: tuple[tuple[str, str], ...]
+    grants: tuple[Grant, ...]
+    workdir: str
+    command: tuple[str, ...]
+    tty: bool
+    interactive: bool
+    runtime_args: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mode"] = self.mode.value
+        return data
+
+
+def _check_path(path: Path, what: str) -> str:
+    text = str(path)
+    if any(c in text for c in BAD_PATH_CHARS):
+        raise UsageError(
+            f"{what} path {text!r} contains a comma or a newline, which engines cannot mount",
+            fix="rename or move it (or symlink it to a plain path and pass that)",
+        )
+    return text
+
+
+def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
+    """Mount each managed dir outside the work dir; pass it as /work/... when inside."""
+    mounts, env = [], []
+    for var, target in MANAGED_DIRS:
+        value = req.env.get(var)
+        if not value:
+            continue
+        path = Path(os.path.abspath(value))
+        if path.is_relative_to(req.work_dir):
+            env.append((var, f"{WORK}/{path.relative_to(req.work_dir).as_posix()}".rstrip("/.")))
+        else:
+            mounts.append(Mount(_check_path(path, var), target))
+            env.append((var, target))
+    return mounts, env
+
+
+def _user_ids(mode: EngineMode, host: HostFacts) -> tuple[int, int]:
+    """The ids builder gets inside the container."""
+    # keep-id (rootless podman) and no user namespace (rootful engines) both
+    # show the host ids unchanged inside; rootless docker maps the host user
+    # to 0, but bitbake refuses to run as root, so builder keeps the host ids.
+    return host.uid, host.gid
+
+
+def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
+    privileges = decide(req.build_system, engine, host, req.sudo_cmd)
+    mode = privileges.mode
+    uid, gid = _user_ids(mode, host)
+
+    mounts = [Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK)]
+    env: list[tuple[str, str]] = [
+        ("USER_ID", str(uid)),
+        ("GROUP_ID", str(gid)),
+        ("KAS_WORK_DIR", WORK),
+        ("KASCTL_BUILD_SYSTEM", req.build_system.value),
+        ("KASCTL_VERSION", __version__),
+    ]
+    dir_mounts, dir_env = _managed_dirs(req)
+    mounts += dir_mounts
+    env += dir_env
+
+    command: list[str] = [req.command, *req.kas_args]
+    workdir = WORK
+    if req.config is not None:
+        writable = req.command in WRITES_REPO if req.repo_rw is None else req.repo_rw
+        mounts.append(Mount(_check_path(req.config.repo_dir, "repository"), REPO, not writable))
+        command.append(":".join(req.config.container_paths(REPO)))
+        workdir = REPO
+    if req.bitbake_args:
+        command += ["--", *req.bitbake_args]
+
+    if req.build_system is BuildSystem.ISAR_ROOTLESS and not mode.rootless:
+        # No user namespace: the ids Isar's namespaces use are real host ids.
+        env.append(("KASCTL_AVOID_UIDS", render_avoid(host.reserved_uids)))
+        env.append(("KASCTL_AVOID_GIDS", render_avoid(host.reserved_gids)))
+
+    names = PASSTHROUGH + (PROXIES if req.proxies_from_env else ())
+    env += [(n, req.env[n]) for n in names if req.env.get(n)]
+
+    labels = (
+        (f"{LABEL_PREFIX}.version", __version__),
+        (f"{LABEL_PREFIX}.workdir", str(req.work_dir)),
+        (f"{LABEL_PREFIX}.pid", str(req.pid)),
+    )
+    return RunPlan(
+        mode=mode,
+        binary=engine.binary,
+        executor=privileges.executor,
+        image=req.image,
+        name=req.name,
+        labels=labels,
+        mounts=tuple(mounts),
+        env=tuple(env),
+        grants=privileges.grants,
+        workdir=workdir,
+        command=tuple(command),
+        tty=host.stdout_tty and host.stdin_tty,
+        interactive=host.stdin_tty,
+        runtime_args=req.runtime_args,
+    )

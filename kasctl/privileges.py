@@ -1,0 +1,135 @@
+"""The one place that decides which privileges a container gets, and why.
+
+Every flag is a `Grant` carrying its reason (which cell needs it and which
+failure it prevents), so `--explain` can print it and a drop-one test can
+remove it and watch the workload fail. Engines never add privileges.
+
+Cells: 4 engine modes x 3 build systems. What a real Isar build needs in each
+was measured step by step (see README, "Privileges per cell").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kasctl.config import BuildSystem
+from kasctl.errors import HostError
+from kasctl.facts import EngineFacts, EngineMode, HostFacts
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One engine flag and the reason it is there."""
+
+    flag: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Privileges:
+    grants: tuple[Grant, ...]
+    #: The mode the container really runs in (isar-privileged moves rootless
+    #: engines to their rootful counterpart through the privileged executor).
+    mode: EngineMode
+    #: Command prefix that reaches the rootful engine, e.g. ("sudo", "--preserve-env").
+    executor: tuple[str, ...] = ()
+
+
+KEEP_ID = Grant(
+    "--userns=keep-id",
+    "rootless podman: keep the host uid as builder's uid, so files written to the "
+    "bind mounts belong to the host user (without it kas cannot create /work/build)",
+)
+SYS_ADMIN = Grant(
+    "--cap-add=SYS_ADMIN",
+    "isar-rootless: newuidmap cannot write the nested uid_map and the engine's seccomp "
+    "profile refuses unshare/mount without CAP_SYS_ADMIN in the container's namespace",
+)
+UNMASK = Grant(
+    "--security-opt=unmask=ALL",
+    "isar-rootless on podman: a fresh proc mount into the rootfs fails ('fsmount() failed: "
+    "VFS: Mount too revealing') while /proc has masked paths",
+)
+SYSTEMPATHS = Grant(
+    "--security-opt=systempaths=unconfined",
+    "isar-rootless on docker: a fresh proc mount (unshare --mount-proc, mount -t proc) "
+    "fails while /proc has masked paths",
+)
+PRIVILEGED = Grant(
+    "--privileged",
+    "isar-privileged: Isar runs sudo for loop devices, binfmt_misc and mounts as real root",
+)
+
+
+def _seccomp(host: HostFacts) -> Grant:
+    if not host.podman_seccomp_profile:
+        raise HostError(
+            "isar-rootless on docker needs a seccomp profile that allows pivot_root "
+            "(bubblewrap in Isar's rootfs steps calls it; Docker's default profile refuses it)",
+            fix="install containers-common (Debian 12: golang-github-containers-common), which "
+            "ships /usr/share/containers/seccomp.json, or pass --engine podman",
+        )
+    return Grant(
+        f"--security-opt=seccomp={host.podman_seccomp_profile}",
+        "isar-rootless on docker: bubblewrap calls pivot_root, which Docker's default "
+        "seccomp profile refuses; podman's confined profile allows it (with CAP_SYS_ADMIN)",
+    )
+
+
+def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
+    grants = []
+    if engine.apparmor:
+        grants.append(
+            Grant(
+                "--security-opt=apparmor=unconfined",
+                "isar-rootless with AppArmor active: the default container profile denies "
+                "the mounts that nested namespaces make",
+            )
+        )
+    if host.apparmor_restricts_userns and host.apparmor_rootlesskit_profile:
+        grants.append(
+            Grant(
+                "--security-opt=apparmor=rootlesskit",
+                "the host restricts unprivileged user namespaces "
+                "(kernel.apparmor_restrict_unprivileged_userns=1); the rootlesskit profile "
+                "allows them",
+            )
+        )
+    return tuple(grants)
+
+
+def _privileged_executor(mode: EngineMode, host: HostFacts, sudo_cmd: str) -> tuple[str, ...]:
+    if host.uid == 0:
+        return ()
+    if mode.kind == "podman" or mode is EngineMode.ROOTLESS_DOCKER:
+        return ("run0",) if sudo_cmd == "run0" else (sudo_cmd, "--preserve-env")
+    return ()
+
+
+def decide(
+    build_system: BuildSystem, engine: EngineFacts, host: HostFacts, sudo_cmd: str = "sudo"
+) -> Privileges:
+    """The grants for one cell; exhaustive over build systems and engine modes."""
+    mode = engine.mode
+    match build_system:
+        case BuildSystem.OPENEMBEDDED:
+            if mode is EngineMode.ROOTLESS_PODMAN:
+                return Privileges((KEEP_ID,), mode)
+            return Privileges((), mode)
+        case BuildSystem.ISAR_PRIVILEGED:
+            executor = _privileged_executor(mode, host, sudo_cmd)
+            real = {
+                EngineMode.ROOTLESS_PODMAN: EngineMode.ROOTFUL_PODMAN,
+                EngineMode.ROOTLESS_DOCKER: EngineMode.SYSTEM_DOCKER,
+            }.get(mode, mode)
+            return Privileges((PRIVILEGED,), real, executor)
+        case BuildSystem.ISAR_ROOTLESS:
+            match mode:
+                case EngineMode.ROOTLESS_PODMAN:
+                    return Privileges((KEEP_ID, SYS_ADMIN, UNMASK), mode)
+                case EngineMode.ROOTFUL_PODMAN:
+                    return Privileges((SYS_ADMIN, UNMASK), mode)
+                case EngineMode.SYSTEM_DOCKER | EngineMode.ROOTLESS_DOCKER:
+                    grants = (SYS_ADMIN, SYSTEMPATHS, _seccomp(host), *_apparmor(engine, host))
+                    return Privileges(grants, mode)
+    raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover

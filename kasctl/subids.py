@@ -1,0 +1,227 @@
+"""Sub-id arithmetic: which ids the builder may hand to Isar's nested namespaces.
+
+Pure and stdlib-only, because two places need the same answer: the image's
+entrypoint (which writes /etc/subuid and /etc/subgid from the container's own
+/proc/self/uid_map) and the host side (`doctor`, and the planner, which knows
+the host's users and sub-id ranges that a rootful container must not touch).
+
+Isar's rootless mode reads the FIRST /etc/subuid line whose user field is the
+build user's name or uid, maps COUNT-2 ids from 0 upward onto BASE.., and maps
+65534 (nobody/nogroup) alone onto BASE+COUNT-2 when the linear part stops
+short of it. mmdebstrap --mode=unshare wants the range to hold at least 65536
+ids. So the best range is simply the largest run of ids that the container
+has mapped, minus root, minus the builder itself, minus anything the host
+says is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kasctl.errors import HostError
+
+#: Ids a nested namespace needs so that 0..65534 (nobody/nogroup) map linearly.
+NOBODY = 65534
+FULL_RANGE = 65536
+#: The largest id the kernel accepts in a map: 2**32 - 1 itself means "invalid".
+ID_LIMIT = 4294967295
+
+
+@dataclass(frozen=True, order=True)
+class Extent:
+    """One row of /proc/PID/uid_map: `inside` ids map onto `outside` ids of the parent."""
+
+    inside: int
+    outside: int
+    count: int
+
+
+@dataclass(frozen=True, order=True)
+class Range:
+    """A half-open run of ids [start, start + count), as in /etc/subuid."""
+
+    start: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.count
+
+    def __contains__(self, ident: object) -> bool:
+        return isinstance(ident, int) and self.start <= ident < self.end
+
+    def render(self) -> str:
+        return f"{self.start}:{self.count}"
+
+
+@dataclass(frozen=True)
+class SubidEntry:
+    """One line of /etc/subuid or /etc/subgid."""
+
+    owner: str
+    range: Range
+    line: int
+
+
+def parse_id_map(text: str) -> tuple[Extent, ...]:
+    """Parse /proc/PID/uid_map or gid_map text; raise HostError if malformed."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            raise HostError(
+                f"id map line {number} is not three numbers: {line!r}",
+                fix="report this map; kasctl reads /proc/self/uid_map and gid_map",
+            )
+        inside, outside, count = (int(f) for f in fields)
+        if count == 0 or inside + count > ID_LIMIT or outside + count > ID_LIMIT:
+            raise HostError(f"id map line {number} is out of bounds: {line!r}")
+        rows.append(Extent(inside, outside, count))
+    if not rows:
+        raise HostError("the id map is empty", fix="the container has no user mapping")
+    return tuple(sorted(rows))
+
+
+def parse_subid_file(text: str) -> tuple[SubidEntry, ...]:
+    """Parse /etc/subuid or /etc/subgid. Comment and blank lines are skipped."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = stripped.split(":")
+        if (
+            len(fields) != 3
+            or not fields[0]
+            or not fields[1].isdigit()
+            or not fields[2].isdigit()
+        ):
+            raise HostError(
+                f"line {number} is not NAME:START:COUNT: {line!r}",
+                fix="each line must read user:first-id:count, e.g. builder:100000:165536",
+            )
+        entries.append(SubidEntry(fields[0], Range(int(fields[1]), int(fields[2])), number))
+    return tuple(entries)
+
+
+def range_for(entries: Sequence[SubidEntry], name: str, uid: int) -> Range | None:
+    """The range Isar uses: the first line naming the user, by name or decimal uid.
+
+    Never by login name (os.getlogin() fails without a controlling terminal,
+    as in CI) and never comparing the string field with an int.
+    """
+    for entry in entries:
+        if entry.owner in (name, str(uid)):
+            return entry.range
+    return None
+
+
+def overlaps(entries: Sequence[SubidEntry]) -> list[tuple[SubidEntry, SubidEntry]]:
+    """Pairs of lines whose ranges share ids (newuidmap refuses such maps)."""
+    found = []
+    ordered = sorted(entries, key=lambda e: e.range)
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            if second.range.start >= first.range.end:
+                break
+            found.append((first, second))
+    return found
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sorted, non-overlapping, non-adjacent ranges covering the same ids."""
+    merged: list[Range] = []
+    for rng in sorted(r for r in ranges if r.count > 0):
+        if merged and rng.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Range(last.start, max(last.end, rng.end) - last.start)
+        else:
+            merged.append(rng)
+    return merged
+
+
+def subtract(ranges: Iterable[Range], holes: Iterable[Range]) -> list[Range]:
+    """The ids of `ranges` that are in none of `holes`."""
+    result = []
+    holes = merge(holes)
+    for rng in merge(ranges):
+        start = rng.start
+        for hole in holes:
+            if hole.end <= start or hole.start >= rng.end:
+                continue
+            if hole.start > start:
+                result.append(Range(start, hole.start - start))
+            start = max(start, hole.end)
+        if start < rng.end:
+            result.append(Range(start, rng.end - start))
+    return result
+
+
+def _inside_of(extents: Sequence[Extent], outside: Range) -> list[Range]:
+    """The inside ids whose outside ids fall in `outside`."""
+    found = []
+    for ext in extents:
+        lo = max(ext.outside, outside.start)
+        hi = min(ext.outside + ext.count, outside.end)
+        if lo < hi:
+            found.append(Range(ext.inside + lo - ext.outside, hi - lo))
+    return found
+
+
+def choose_range(
+    extents: Sequence[Extent],
+    builder_id: int,
+    avoid_outside: Iterable[Range] = (),
+) -> Range | None:
+    """The builder's sub-id range inside a container with the map `extents`.
+
+    The largest run of mapped ids that holds neither 0 nor the builder's own
+    id, nor any id that the parent namespace knows as `avoid_outside` (on a
+    rootful engine the parent is the host, and the host side passes the ids
+    of its users, groups and sub-id ranges, so that files Isar creates never
+    land on a real host id). Ties go to the lowest start. None when nothing
+    is left.
+    """
+    mapped = [Range(e.inside, e.count) for e in extents]
+    holes = [Range(0, 1), Range(builder_id, 1)]
+    for rng in avoid_outside:
+        holes.extend(_inside_of(extents, rng))
+    free = subtract(mapped, holes)
+    if not free:
+        return None
+    return max(free, key=lambda r: (r.count, -r.start))
+
+
+def is_identity(extents: Sequence[Extent]) -> bool:
+    """True when the container shares the parent's ids (no user namespace)."""
+    return all(e.inside == e.outside for e in extents)
+
+
+def isar_maps(rng: Range) -> list[Extent]:
+    """The nested map Isar's rootless mode builds from a range (for doctor's report)."""
+    linear = rng.count - 2
+    if linear <= 0:
+        return []
+    maps = [Extent(0, rng.start, linear)]
+    if linear <= NOBODY:
+        maps.append(Extent(NOBODY, rng.start + linear, 1))
+    return maps
+
+
+def render_avoid(ranges: Iterable[Range]) -> str:
+    """Serialise ranges for the entrypoint's environment: `start:count,...`."""
+    return ",".join(r.render() for r in merge(ranges))
+
+
+def parse_avoid(text: str) -> list[Range]:
+    """Inverse of render_avoid; raises HostError on anything else."""
+    ranges = []
+    for part in filter(None, text.split(",")):
+        start, sep, count = part.partition(":")
+        if not sep or not start.isdigit() or not count.isdigit():
+            raise HostError(f"bad id range {part!r} in KASCTL_SUBID_AVOID")
+        ranges.append(Range(int(start), int(count)))
+    return ranges
