@@ -11,7 +11,8 @@ ARG DEBIAN_MIRROR=http://deb.debian.org/debian
 ARG KASCTL_VERSION=unknown
 ARG KAS_VERSION=5.5
 
-ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
+# kas runs bitbake with LC_ALL=en_US.UTF-8, so that locale must exist.
+ENV LANG=en_US.UTF-8 DEBIAN_FRONTEND=noninteractive
 
 # Isar's host dependencies (privileged and rootless), and kas's own Python
 # dependencies from Debian, so only kas itself comes from a wheel.
@@ -29,7 +30,8 @@ RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
         qemu-user-static binfmt-support reprepro dpkg-dev quilt \
         parted dosfstools mtools e2fsprogs fdisk gdisk zstd xz-utils \
         bzip2 unzip gettext-base sudo gosu procps \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && sed -i 's/^# *\(en_US.UTF-8 UTF-8\)/\1/' /etc/locale.gen && locale-gen
 
 COPY wheels/ /tmp/wheels/
 RUN pip3 install --no-index --no-deps --break-system-packages \
