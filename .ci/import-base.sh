@@ -23,21 +23,7 @@ IMAGE=${2:-debian:trixie}
 [ -f "$TARBALL" ] && [ -r "$TARBALL" ] || die "no readable tarball: $TARBALL"
 id "$CI_USER" >/dev/null 2>&1 || die "user $CI_USER missing: run setup-engines.sh first"
 
-CI_UID=$(id -u "$CI_USER")
-CI_GID=$(id -g "$CI_USER")
-CI_HOME=$(getent passwd "$CI_USER" | cut -d: -f6)
-RUNTIME_DIR=/run/user/$CI_UID
-
-# Same clean environment as setup-engines.sh and the tests use.
-as_user() {
-    setpriv --reuid="$CI_UID" --regid="$CI_GID" --init-groups \
-        env -i -C "$CI_HOME" HOME="$CI_HOME" USER="$CI_USER" LOGNAME="$CI_USER" \
-        SHELL=/bin/bash PATH="$USER_PATH" XDG_RUNTIME_DIR="$RUNTIME_DIR" "$@"
-}
-sys_docker() { docker -H unix:///var/run/docker.sock "$@"; }
-sys_podman() { podman "$@"; }
-usr_podman() { as_user podman "$@"; }
-usr_docker() { as_user docker -H "unix://$RUNTIME_DIR/docker.sock" "$@"; }
+. "$(dirname "${BASH_SOURCE[0]}")/stores.sh"
 
 # A truncated tarball (e.g. mmdebstrap still writing it) would import as a
 # broken image: make sure it reads to the end.
@@ -47,13 +33,8 @@ tar -tf "$TARBALL" >/dev/null || die "$TARBALL is not a complete tar archive"
 CHANGE='CMD ["bash"]'
 
 step "import $TARBALL as $IMAGE"
-for store in sys_docker sys_podman usr_podman usr_docker; do
-    case $store in
-        sys_docker) label="system docker" ;;
-        sys_podman) label="rootful podman" ;;
-        usr_podman) label="rootless podman ($CI_USER)" ;;
-        usr_docker) label="rootless docker ($CI_USER)" ;;
-    esac
+for store in "${STORES[@]}"; do
+    label=$(store_label "$store")
     # podman stores it as localhost/$IMAGE; "image exists $IMAGE" finds that.
     if [ "${store#*_}" = podman ]; then
         have() { "$store" image exists "$IMAGE"; }

@@ -40,6 +40,11 @@ KEEP_ID = Grant(
     "rootless podman: keep the host uid as builder's uid, so files written to the "
     "bind mounts belong to the host user (without it kas cannot create /work/build)",
 )
+AS_ROOT = Grant(
+    "--user=root",
+    "rootless podman with keep-id would start the entrypoint as the host user; it must "
+    "start as (namespaced) root to give builder the host ids and write /etc/subuid",
+)
 SYS_ADMIN = Grant(
     "--cap-add=SYS_ADMIN",
     "isar-rootless: newuidmap cannot write the nested uid_map and the engine's seccomp "
@@ -114,7 +119,7 @@ def decide(
     match build_system:
         case BuildSystem.OPENEMBEDDED:
             if mode is EngineMode.ROOTLESS_PODMAN:
-                return Privileges((KEEP_ID,), mode)
+                return Privileges((KEEP_ID, AS_ROOT), mode)
             return Privileges((), mode)
         case BuildSystem.ISAR_PRIVILEGED:
             executor = _privileged_executor(mode, host, sudo_cmd)
@@ -126,7 +131,7 @@ def decide(
         case BuildSystem.ISAR_ROOTLESS:
             match mode:
                 case EngineMode.ROOTLESS_PODMAN:
-                    return Privileges((KEEP_ID, SYS_ADMIN, UNMASK), mode)
+                    return Privileges((KEEP_ID, AS_ROOT, SYS_ADMIN, UNMASK), mode)
                 case EngineMode.ROOTFUL_PODMAN:
                     return Privileges((SYS_ADMIN, UNMASK), mode)
                 case EngineMode.SYSTEM_DOCKER | EngineMode.ROOTLESS_DOCKER:

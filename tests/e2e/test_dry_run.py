@@ -1,0 +1,50 @@
+"""`--dry-run` on the shipped example prints a complete engine command and runs nothing."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .harness import ROOT, make_runner
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = ROOT / "examples" / "isar-rootless-qemuamd64.yml"
+
+EXPECTED = {
+    "rootless-podman": ["--userns=keep-id", "--cap-add=SYS_ADMIN", "--security-opt=unmask=ALL"],
+    "system-docker": [
+        "--cap-add=SYS_ADMIN",
+        "--security-opt=systempaths=unconfined",
+        "--security-opt=seccomp=/usr/share/containers/seccomp.json",
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(EXPECTED))
+def test_dry_run_of_the_example_is_a_complete_command(mode: str) -> None:
+    runner = make_runner(mode)
+    work = Path(tempfile.mkdtemp(prefix="kasctl-dry-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        shutil.copy(EXAMPLE, work / EXAMPLE.name)
+        result = runner.kasctl("build", "--dry-run", EXAMPLE.name, cwd=work)
+        assert result.returncode == 0
+        argv = shlex.split(result.stdout.strip())
+        assert Path(argv[0]).name == runner.mode.engine
+        assert argv[1:4] == ["run", "--rm", "--init"]
+        for flag in EXPECTED[mode]:
+            assert flag in argv
+        assert "--privileged" not in argv
+        assert not any("unconfined" in a and "seccomp" in a for a in argv)
+        assert f"--mount=type=bind,source={work},target=/work" in argv
+        assert argv[-2:] == ["build", f"/repo/{EXAMPLE.name}"]
+        assert argv[-3].startswith("localhost/kasctl/kas-isar:")
+        # nothing ran: no build dir appeared
+        assert not (work / "build").exists()
+    finally:
+        shutil.rmtree(work)
