@@ -5,9 +5,7 @@
 #   last two for the unprivileged test user $KASCI_USER (default: kasci).
 # Must run as root. Idempotent: a second run reuses what is already running.
 #
-# Usage: setup-engines.sh [BASE_TARBALL]
-#   With BASE_TARBALL (or KASCI_BASE_TARBALL set), also import it as
-#   debian:trixie into all four stores (.ci/import-base.sh).
+# Usage: setup-engines.sh
 set -euo pipefail
 
 CI_USER=${KASCI_USER:-kasci}
@@ -22,7 +20,6 @@ READY_TIMEOUT=${KASCI_READY_TIMEOUT:-60} # seconds to wait for a daemon to answe
 # PATH for the test user: dockerd-rootless.sh needs /usr/sbin (dockerd) and
 # /sbin; /usr/local/bin comes first so the same docker client as root's is used.
 USER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-BASE_TARBALL=${1:-${KASCI_BASE_TARBALL:-}}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 step() { printf '==> %s\n' "$*"; }
@@ -251,10 +248,5 @@ else
     wait_ready "rootless dockerd" "$ROOTLESS_DOCKER_LOG" "$pid" rootless_ready
 fi
 info "server $(rootless_docker version --format '{{.Server.Version}}'), socket $ROOTLESS_DOCKER_SOCK"
-
-# --------------------------------------------------------------- base image
-if [ -n "$BASE_TARBALL" ]; then
-    KASCI_USER=$CI_USER "$HERE/import-base.sh" "$BASE_TARBALL"
-fi
 
 step "engines ready in ${SECONDS}s"
