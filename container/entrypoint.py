@@ -4,7 +4,10 @@ Runs as root at every container start, so it is stdlib-only and does its work
 in-process (no usermod/groupmod/chown subprocesses). Steps:
 
 1. give `builder` the host user's uid and gid (USER_ID / GROUP_ID), so that
-   files written to the bind mounts belong to that user on the host;
+   files written to the bind mounts belong to that user on the host; where
+   the engine maps the host user to the container's root (rootless docker,
+   KASCTL_KEEP_ID=1), nest one user namespace in which builder's uid is
+   that root, as podman's --userns=keep-id does (see `nest_keep_id`);
 2. write /etc/subuid and /etc/subgid for builder from the container's OWN
    /proc/self/uid_map and gid_map (kasctl.subids), so that Isar's nested
    namespaces get the largest range this container can actually map;
@@ -20,12 +23,20 @@ Errors go to stderr as one `kasctl-entrypoint: error: ...` line, exit 125
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import sys
 
 from kasctl import __version__
 from kasctl.errors import KasctlError
-from kasctl.subids import choose_range, parse_avoid, parse_id_map
+from kasctl.subids import (
+    Extent,
+    choose_range,
+    keep_id_extents,
+    parse_avoid,
+    parse_id_map,
+    render_id_map,
+)
 
 BUILDER = "builder"
 HOME = "/builder"
@@ -73,22 +84,34 @@ def _rewrite_db(path: str, name: str, fields: dict[int, str]) -> None:
     os.replace(tmp, path)
 
 
-def remap_builder(uid: int, gid: int) -> None:
-    """Give builder the host user's ids (duplicates allowed, like usermod -o)."""
+def remap_builder(uid: int, gid: int, home_owner: tuple[int, int] | None = None) -> None:
+    """Give builder the host user's ids (duplicates allowed, like usermod -o).
+
+    `home_owner` is who must own /builder in THIS namespace for builder to
+    own it (differs only when builder runs in a nested one).
+    """
     _rewrite_db("/etc/passwd", BUILDER, {2: str(uid), 3: str(gid)})
     _rewrite_db("/etc/group", BUILDER, {2: str(gid)})
+    owner_uid, owner_gid = home_owner or (uid, gid)
     for root, dirs, files in os.walk(HOME):
         for entry in dirs + files:
-            os.lchown(os.path.join(root, entry), uid, gid)
-    os.lchown(HOME, uid, gid)
+            os.lchown(os.path.join(root, entry), owner_uid, owner_gid)
+    os.lchown(HOME, owner_uid, owner_gid)
 
 
-def write_subids(uid: int, gid: int) -> tuple[str, str]:
-    """Write builder's one line to /etc/subuid and /etc/subgid from our own id maps."""
+def own_maps() -> dict[str, tuple[Extent, ...]]:
+    maps = {}
+    for kind in ("uid", "gid"):
+        with open(f"/proc/self/{kind}_map") as f:
+            maps[kind] = parse_id_map(f.read())
+    return maps
+
+
+def write_subids(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> tuple[str, str]:
+    """Write builder's one line to /etc/subuid and /etc/subgid from the id maps builder sees."""
     written = []
     for kind, own, avoid_var in (("uid", uid, "KASCTL_AVOID_UIDS"), ("gid", gid, "KASCTL_AVOID_GIDS")):
-        with open(f"/proc/self/{kind}_map") as f:
-            extents = parse_id_map(f.read())
+        extents = maps[kind]
         avoid = parse_avoid(os.environ.get(avoid_var, ""))
         rng = choose_range(extents, own, avoid)
         if rng is None:
@@ -132,6 +155,62 @@ def check_locked() -> None:
         )
 
 
+def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> None:
+    """Move this process into a user namespace where builder's ids are the parent's root.
+
+    The parent process stays behind as the container's init, in the
+    container's namespace: it writes the child's id maps (only a process
+    with CAP_SETUID in the parent namespace may map more than its own id),
+    then forwards signals and passes the child's exit status on. It makes
+    itself non-dumpable first, so the builder, whose ids in the container
+    are the same as its own, cannot ptrace its way back to capabilities.
+    The child returns and goes on to exec the build as builder.
+    """
+    ready_r, ready_w = os.pipe()
+    mapped_r, mapped_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(ready_r)
+        os.close(mapped_w)
+        os.unshare(os.CLONE_NEWUSER)
+        os.write(ready_w, b"u")
+        if os.read(mapped_r, 1) != b"m":
+            raise EntrypointError("the container's init could not map the builder's namespace")
+        os.setgroups([gid])
+        return
+    os.close(ready_w)
+    os.close(mapped_r)
+    try:
+        os.read(ready_r, 1)
+        for kind, own in (("uid", uid), ("gid", gid)):
+            with open(f"/proc/{child}/{kind}_map", "w") as f:
+                f.write(render_id_map(keep_id_extents(maps[kind], own)))
+        os.write(mapped_w, b"m")
+    except OSError as exc:
+        print(f"kasctl-entrypoint: error: mapping the builder's namespace: {exc}", file=sys.stderr)
+        os.kill(child, signal.SIGKILL)
+    os.close(mapped_w)
+    _be_init(child)
+
+
+def _be_init(child: int) -> None:
+    """Forward signals to the build and reap orphans until it ends; exit with its status."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2):  # fmt: skip
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(EXIT_START)
+        if pid == child:
+            os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status)
+                     else 128 + os.WTERMSIG(status))  # fmt: skip
+
+
 def drop_to(uid: int, gid: int) -> None:
     os.setgroups([gid])
     os.setgid(gid)
@@ -169,18 +248,33 @@ def main(argv: list[str]) -> None:
         raise EntrypointError("the entrypoint must start as root (do not pass --user)")
     if uid is None or gid is None:
         uid, gid = 0, 0
-    if uid != 0:
+    nest = os.environ.get("KASCTL_KEEP_ID") == "1" and uid != 0
+    maps = own_maps()
+    if nest:
+        remap_builder(uid, gid, home_owner=(0, 0))
+        maps = {k: tuple(keep_id_extents(v, uid if k == "uid" else gid)) for k, v in maps.items()}
+        # newuidmap/newgidmap must stay setuid-root for builder: owned by the
+        # container id that becomes root in the nested namespace.
+        for tool in ("/usr/bin/newuidmap", "/usr/bin/newgidmap"):
+            os.chown(tool, maps["uid"][0].outside, maps["gid"][0].outside)
+            os.chmod(tool, 0o4755)
+    elif uid != 0:
         remap_builder(uid, gid)
     if mode == "isar-rootless":
+        if uid == 0:
+            raise EntrypointError(
+                "isar-rootless builds run as a normal user, not root",
+                fix="run kasctl as your own user (through sudo, kasctl keeps SUDO_UID's ids)",
+            )
         check_locked()
-        write_subids(uid, gid)
+        write_subids(uid, gid, maps)
     elif mode == "isar-privileged":
         enable_sudo()
-    workdir = os.environ.get("KAS_WORK_DIR", "/work")
-    if uid != 0:
+    if nest:
+        nest_keep_id(uid, gid, own_maps())
         drop_to(uid, gid)
-    if os.path.isdir(workdir):
-        os.chdir(workdir)
+    elif uid != 0:
+        drop_to(uid, gid)
     os.execvp(cmd[0], cmd)
 
 

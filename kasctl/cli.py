@@ -190,10 +190,11 @@ def run_kas(ctx: typer.Context, command: str, opts: Options, kas_args: list[str]
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
 
     host = detect.host_facts()
-    if host.uid == 0 and env.get("KAS_ALLOW_ROOT") != "yes":
+    if host.uid == 0 and host.sudo_uid is None and env.get("KAS_ALLOW_ROOT") != "yes":
         raise UsageError(
             "refusing to run as root: builds should run as a normal user",
-            fix="run as your own user, or set KAS_ALLOW_ROOT=yes if you really mean it",
+            fix="run as your own user (or through sudo, which keeps your ids), "
+            "or set KAS_ALLOW_ROOT=yes if you really mean it",
         )
     kind = detect.choose_engine(opts.engine, build_system, env)
     engine = detect.engine_facts(kind, env)

@@ -98,7 +98,14 @@ def host_facts() -> HostFacts:
         apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
         podman_seccomp_profile=PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None,
         subuid_entries=subuid_entries,
+        sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
+        sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,
     )
+
+
+def _env_id(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
 
 
 def _db(path: str) -> list[list[str]]:

@@ -30,7 +30,10 @@ def _mount(m: Mount, kind: str) -> str:
 def render(plan: RunPlan) -> list[str]:
     """The complete engine command line for a plan (executor prefix included)."""
     kind = plan.mode.kind
-    argv = [*plan.executor, plan.binary, "run", "--rm", "--init", f"--name={plan.name}"]
+    argv = [*plan.executor, plan.binary, "run", "--rm"]
+    if plan.init:
+        argv.append("--init")
+    argv.append(f"--name={plan.name}")
     argv += [f"--label={k}={v}" for k, v in plan.labels]
     argv += [g.flag for g in plan.grants]
     argv += [_mount(m, kind) for m in plan.mounts]

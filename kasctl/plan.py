@@ -93,6 +93,9 @@ class RunPlan:
     command: tuple[str, ...]
     tty: bool
     interactive: bool
+    #: The engine's own init as PID 1 (signal forwarding, reaping); off where
+    #: the entrypoint must be that init itself (rootless docker, see entrypoint).
+    init: bool = True
     runtime_args: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -127,18 +130,23 @@ def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
     return mounts, env
 
 
-def _user_ids(mode: EngineMode, host: HostFacts) -> tuple[int, int]:
-    """The ids builder gets inside the container."""
-    # keep-id (rootless podman) and no user namespace (rootful engines) both
-    # show the host ids unchanged inside; rootless docker maps the host user
-    # to 0, but bitbake refuses to run as root, so builder keeps the host ids.
+def _user_ids(host: HostFacts) -> tuple[int, int]:
+    """The ids builder gets: the invoking user's (through sudo: SUDO_UID's).
+
+    keep-id (rootless podman) and no user namespace (rootful engines) show
+    host ids unchanged inside; on rootless docker the entrypoint nests a
+    namespace that does the same (KASCTL_KEEP_ID).
+    """
+    if host.uid == 0 and host.sudo_uid is not None and host.sudo_gid is not None:
+        return host.sudo_uid, host.sudo_gid
     return host.uid, host.gid
 
 
 def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     privileges = decide(req.build_system, engine, host, req.sudo_cmd)
     mode = privileges.mode
-    uid, gid = _user_ids(mode, host)
+    uid, gid = _user_ids(host)
+    keep_id = mode is EngineMode.ROOTLESS_DOCKER and uid != 0
 
     mounts = [Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK)]
     env: list[tuple[str, str]] = [
@@ -148,6 +156,8 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         ("KASCTL_BUILD_SYSTEM", req.build_system.value),
         ("KASCTL_VERSION", __version__),
     ]
+    if keep_id:
+        env.append(("KASCTL_KEEP_ID", "1"))
     dir_mounts, dir_env = _managed_dirs(req)
     mounts += dir_mounts
     env += dir_env
@@ -189,5 +199,6 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         command=tuple(command),
         tty=host.stdout_tty and host.stdin_tty,
         interactive=host.stdin_tty,
+        init=not keep_id,
         runtime_args=req.runtime_args,
     )

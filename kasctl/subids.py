@@ -225,3 +225,33 @@ def parse_avoid(text: str) -> list[Range]:
             raise HostError(f"bad id range {part!r} in KASCTL_SUBID_AVOID")
         ranges.append(Range(int(start), int(count)))
     return ranges
+
+
+def keep_id_extents(extents: Sequence[Extent], uid: int) -> list[Extent]:
+    """A user namespace over `extents` in which `uid` is the parent's root, as podman's keep-id.
+
+    Rootless docker maps the host user to the container's root, which also
+    owns the image. Nesting one more namespace with this layout lets the
+    builder run as `uid` (not root, no capabilities) while what it writes
+    still belongs to the host user: inside ids 0..uid-1 take the parent's ids
+    1..uid, `uid` takes the parent's 0, and every id above stays as it is.
+    The inside ids this covers are returned as new extents (inside -> parent).
+    """
+    parent = merge(Range(e.inside, e.count) for e in extents)
+    if not parent or parent[0].start != 0 or parent[0].count <= uid:
+        raise HostError(
+            f"cannot keep uid {uid}: the container maps only "
+            + ", ".join(r.render() for r in parent),
+            fix="give the host user a sub-id range larger than its uid (run `kasctl doctor`)",
+        )
+    rows = [Extent(0, 1, uid), Extent(uid, 0, 1)]
+    first = parent[0]
+    if first.end > uid + 1:
+        rows.append(Extent(uid + 1, uid + 1, first.end - uid - 1))
+    rows += [Extent(r.start, r.start, r.count) for r in parent[1:]]
+    return rows
+
+
+def render_id_map(extents: Sequence[Extent]) -> str:
+    """Text for /proc/PID/uid_map (one write, all rows)."""
+    return "".join(f"{e.inside} {e.outside} {e.count}\n" for e in extents)
