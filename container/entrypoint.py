@@ -45,9 +45,19 @@ LIBDIR = "/usr/lib/kasctl"
 SUDO_REAL = f"{LIBDIR}/sudo.real"
 SUDOERS_RULE = "/etc/sudoers.d/kasctl-builder"
 KAS_COMMANDS = {
-    "build", "checkout", "dump", "lock", "shell", "diff", "for-all-repos",
-    "clean", "cleansstate", "cleanall", "purge", "menu",
-}  # fmt: skip
+    "build",
+    "checkout",
+    "dump",
+    "lock",
+    "shell",
+    "diff",
+    "for-all-repos",
+    "clean",
+    "cleansstate",
+    "cleanall",
+    "purge",
+    "menu",
+}
 EXIT_START = 125
 
 
@@ -59,7 +69,7 @@ def _int_env(name: str) -> int | None:
     value = os.environ.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise EntrypointError(f"{name}={value!r} is not a number")
     return int(value)
 
@@ -110,7 +120,10 @@ def own_maps() -> dict[str, tuple[Extent, ...]]:
 def write_subids(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> tuple[str, str]:
     """Write builder's one line to /etc/subuid and /etc/subgid from the id maps builder sees."""
     written = []
-    for kind, own, avoid_var in (("uid", uid, "KASCTL_AVOID_UIDS"), ("gid", gid, "KASCTL_AVOID_GIDS")):
+    for kind, own, avoid_var in (
+        ("uid", uid, "KASCTL_AVOID_UIDS"),
+        ("gid", gid, "KASCTL_AVOID_GIDS"),
+    ):
         extents = maps[kind]
         avoid = parse_avoid(os.environ.get(avoid_var, ""))
         rng = choose_range(extents, own, avoid)
@@ -118,8 +131,7 @@ def write_subids(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> tup
             raise EntrypointError(
                 f"this container maps no {kind}s beyond root and builder; "
                 "nested user namespaces cannot work",
-                fix="give the host user a sub-id range of at least 65536 ids "
-                "(run `kasctl doctor`)",
+                fix="give the host user a sub-id range of at least 65536 ids (run `kasctl doctor`)",
             )
         line = f"{BUILDER}:{rng.start}:{rng.count}"
         with open(f"/etc/sub{kind}", "w") as f:
@@ -172,7 +184,14 @@ def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> Non
     if child == 0:
         os.close(ready_r)
         os.close(mapped_w)
-        os.unshare(os.CLONE_NEWUSER)
+        try:
+            os.unshare(os.CLONE_NEWUSER)  # type: ignore[attr-defined]  # 3.12+, as in the image
+        except OSError as exc:
+            raise EntrypointError(
+                f"cannot create the builder's user namespace ({exc.strerror})",
+                fix="the engine's seccomp profile must allow unshare(CLONE_NEWUSER); "
+                "run through kasctl, which passes one that does",
+            ) from None
         os.write(ready_w, b"u")
         if os.read(mapped_r, 1) != b"m":
             raise EntrypointError("the container's init could not map the builder's namespace")
@@ -180,8 +199,9 @@ def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> Non
         return
     os.close(ready_w)
     os.close(mapped_r)
+    if os.read(ready_r, 1) != b"u":  # the child failed and said why
+        _be_init(child)
     try:
-        os.read(ready_r, 1)
         for kind, own in (("uid", uid), ("gid", gid)):
             with open(f"/proc/{child}/{kind}_map", "w") as f:
                 f.write(render_id_map(keep_id_extents(maps[kind], own)))
@@ -198,8 +218,14 @@ def _be_init(child: int) -> None:
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                signal.SIGUSR1, signal.SIGUSR2):  # fmt: skip
+    for sig in (
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+    ):
         signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
     while True:
         try:
@@ -207,8 +233,11 @@ def _be_init(child: int) -> None:
         except ChildProcessError:
             os._exit(EXIT_START)
         if pid == child:
-            os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status)
-                     else 128 + os.WTERMSIG(status))  # fmt: skip
+            os._exit(
+                os.waitstatus_to_exitcode(status) % 256
+                if os.WIFEXITED(status)
+                else 128 + os.WTERMSIG(status)
+            )
 
 
 def drop_to(uid: int, gid: int) -> None:

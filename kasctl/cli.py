@@ -159,7 +159,11 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str], list[str]]:
                 fix="pass the variables you need (kasctl forwards KAS_*, proxies, TERM, ...)",
             )
     positional = [a for a in args if not a.startswith("-")]
-    cfg = positional[-1] if positional and positional[-1].endswith((".yml", ".yaml", ".json")) else None
+    cfg = (
+        positional[-1]
+        if positional and positional[-1].endswith((".yml", ".yaml", ".json"))
+        else None
+    )
     if cfg is None:
         cfg = next((a for a in args if ":" in a or a.endswith((".yml", ".yaml", ".json"))), None)
     rest = list(args)
@@ -274,8 +278,9 @@ def _kas_command(name: str, help_text: str, *, with_cmd: bool = False) -> None:
 
 
 _kas_command("build", "Check out the repos and run bitbake. [CONFIG] [-- bitbake args]")
-_kas_command("shell", "Open a shell in the build environment (-c CMD runs one command).",
-             with_cmd=True)  # fmt: skip
+_kas_command(
+    "shell", "Open a shell in the build environment (-c CMD runs one command).", with_cmd=True
+)
 _kas_command("clean", "Remove the build's tmp dirs (rootless: without sudo).")
 
 

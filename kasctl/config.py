@@ -80,9 +80,7 @@ class Config:
 
     def container_paths(self, repo_mount: str) -> list[str]:
         """The config files as the container sees them, below the repo mount."""
-        return [
-            f"{repo_mount}/{f.path.relative_to(self.repo_dir).as_posix()}" for f in self.files
-        ]
+        return [f"{repo_mount}/{f.path.relative_to(self.repo_dir).as_posix()}" for f in self.files]
 
 
 @cache
@@ -98,29 +96,48 @@ class _LineLoader(yaml.SafeLoader):
     """A safe loader that remembers the line of every mapping key and item."""
 
 
-def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Parse YAML into plain data plus a map from key path to 1-based line."""
     lines: dict[tuple[Any, ...], int] = {}
     loader = _LineLoader(text)
+    seen: set[int] = set()
+
+    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(n) in seen:  # an alias already walked (or a recursive one)
+            return
+        seen.add(id(n))
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                if key.tag == MERGE_TAG:  # `<<: *anchor`: its keys land on this level
+                    walk(value, path)
+                    continue
+                if not isinstance(key, yaml.ScalarNode):
+                    raise ConfigError(
+                        "a mapping key must be a plain value, not a list or mapping",
+                        where=f"{shown}:{key.start_mark.line + 1}",
+                    )
+                child = path + (loader.construct_object(key, deep=True),)
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(n, yaml.SequenceNode):
+            for index, item in enumerate(n.value):
+                walk(item, path + (index,))
+
     try:
         node = loader.get_single_node()
         if node is None:
             return None, lines
-
-        def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
-            lines[path] = n.start_mark.line + 1
-            if isinstance(n, yaml.MappingNode):
-                for key, value in n.value:
-                    child = path + (loader.construct_object(key, deep=True),)
-                    lines[child] = key.start_mark.line + 1
-                    walk(value, child)
-                    lines[child] = key.start_mark.line + 1
-            elif isinstance(n, yaml.SequenceNode):
-                for index, item in enumerate(n.value):
-                    walk(item, path + (index,))
-
         walk(node, ())
         data = loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError("a YAML alias refers to itself", where=shown) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # PyYAML's constructors raise these for values like `!!int x` or 2001-02-30
+        raise ConfigError(f"cannot read a YAML value: {exc}", where=shown) from None
     finally:
         loader.dispose()
     return data, lines
@@ -145,20 +162,25 @@ def load_file(path: Path) -> ConfigFile:
     except IsADirectoryError:
         raise ConfigError("config path is a directory, not a file", where=shown) from None
     except PermissionError:
-        raise ConfigError("config file is not readable", where=shown, fix="check its mode") from None
+        raise ConfigError(
+            "config file is not readable", where=shown, fix="check its mode"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file is not UTF-8 text ({exc.reason})", where=shown) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", where=shown) from None
 
+    lines: dict[tuple[Any, ...], int] = {}
     if path.suffix == ".json":
         try:
-            data, lines = json.loads(text), {}
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"JSON syntax error: {exc.msg}", where=f"{shown}:{exc.lineno}") from None
+            raise ConfigError(
+                f"JSON syntax error: {exc.msg}", where=f"{shown}:{exc.lineno}"
+            ) from None
     else:
         try:
-            data, lines = _compose_with_lines(text)
+            data, lines = _compose_with_lines(text, shown)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"{shown}:{mark.line + 1}" if mark else shown
@@ -181,7 +203,10 @@ def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
     import jsonschema  # heavy: only imported when a file is actually validated
 
     validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
+    errors = sorted(
+        validator.iter_errors(data),
+        key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]),
+    )
     if not errors:
         version = data.get("header", {}).get("version")
         if isinstance(version, int) and version > NEWEST_FORMAT:
@@ -192,8 +217,16 @@ def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
                 fix="upgrade kasctl, or lower header.version",
             )
         return
-    best = jsonschema.exceptions.best_match(errors)
+    try:
+        best = jsonschema.exceptions.best_match(errors)
+    except TypeError:  # keys of mixed types (1 and "a") cannot be ordered: take the first
+        best = errors[0]
     path = tuple(best.absolute_path)
+    if best.validator == "additionalProperties" and isinstance(best.instance, dict):
+        known = best.schema.get("properties", {})
+        unknown = [k for k in best.instance if k not in known]
+        if unknown:  # point at the offending key's own line
+            path += (unknown[0],)
     line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), 1)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     raise ConfigError(
@@ -206,7 +239,7 @@ def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
 def _describe(error: Any) -> str:
     """A short message for a schema error, without dumping the whole schema."""
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+        return str(error.message).replace("Additional properties are not allowed", "unknown key(s)")
     if error.validator in ("enum", "const"):
         allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
         return f"{error.instance!r} is not one of {', '.join(map(repr, allowed))}"
@@ -220,9 +253,7 @@ def repo_dir_of(path: Path) -> Path:
     directory = path.resolve().parent
     for probe in (["git", "rev-parse", "--show-toplevel"], ["hg", "root"]):
         try:
-            out = subprocess.run(
-                probe, cwd=directory, capture_output=True, text=True, check=False
-            )
+            out = subprocess.run(probe, cwd=directory, capture_output=True, text=True, check=False)
         except FileNotFoundError:
             continue
         if out.returncode == 0 and out.stdout.strip():
@@ -259,9 +290,7 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
         build_system = BuildSystem.parse(
             str(first.data.get("build_system", "openembedded")), str(first.path)
         )
-    files = tuple(
-        ConfigFile(path=f.path.resolve(), data=f.data) for f in files
-    )
+    files = tuple(ConfigFile(path=f.path.resolve(), data=f.data) for f in files)
     return Config(files=files, repo_dir=repo, build_system=build_system)
 
 

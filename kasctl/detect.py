@@ -18,7 +18,7 @@ from pathlib import Path
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
 from kasctl.facts import EngineFacts, EngineKind, EngineMode, HostFacts
-from kasctl.subids import Range, SubidEntry, merge, parse_subid_file, range_for
+from kasctl.subids import Range, SubidEntry, is_number, merge, parse_subid_file, range_for
 
 log = logging.getLogger("kasctl")
 
@@ -38,7 +38,7 @@ def _login_defs(text: str) -> dict[str, int]:
     values = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) == 2 and fields[1].isdigit():
+        if len(fields) == 2 and is_number(fields[1]):
             values[fields[0]] = int(fields[1])
     return values
 
@@ -105,14 +105,14 @@ def host_facts() -> HostFacts:
 
 def _env_id(name: str) -> int | None:
     value = os.environ.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if is_number(value) else None
 
 
 def _db(path: str) -> list[list[str]]:
     rows = []
     for line in _read(path).splitlines():
         fields = line.split(":")
-        if len(fields) >= 3 and fields[2].isdigit():
+        if len(fields) >= 3 and is_number(fields[2]):
             rows.append(fields)
     return rows
 
@@ -128,9 +128,7 @@ def choose_engine(
     choice = explicit or env.get("KAS_CONTAINER_ENGINE") or env.get("KAS_DOCKER_ENGINE")
     if choice:
         if choice not in ("docker", "podman"):
-            raise UsageError(
-                f"unknown container engine {choice!r}", fix="use docker or podman"
-            )
+            raise UsageError(f"unknown container engine {choice!r}", fix="use docker or podman")
         return "docker" if choice == "docker" else "podman"
     order: tuple[EngineKind, ...] = (
         ("podman", "docker") if build_system is BuildSystem.ISAR_ROOTLESS else ("docker", "podman")
@@ -160,7 +158,9 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
             [binary, "info", "--format", fmt], capture_output=True, text=True, timeout=60
         )
     except subprocess.TimeoutExpired:
-        raise HostError(f"`{kind} info` did not answer within 60 s", fix="check the engine") from None
+        raise HostError(
+            f"`{kind} info` did not answer within 60 s", fix="check the engine"
+        ) from None
     if out.returncode != 0:
         detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         where = env.get("DOCKER_HOST") or ("the docker daemon" if kind == "docker" else "podman")
@@ -182,6 +182,9 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         mode = EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER
         version = str(info.get("ServerVersion", ""))
     return EngineFacts(
-        mode=mode, binary=binary, version=version, apparmor=apparmor,
+        mode=mode,
+        binary=binary,
+        version=version,
+        apparmor=apparmor,
         endpoint=env.get("DOCKER_HOST") if kind == "docker" else None,
-    )  # fmt: skip
+    )

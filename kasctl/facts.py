@@ -25,7 +25,11 @@ class EngineMode(enum.Enum):
 
     @property
     def kind(self) -> EngineKind:
-        return "podman" if self in (EngineMode.ROOTLESS_PODMAN, EngineMode.ROOTFUL_PODMAN) else "docker"
+        return (
+            "podman"
+            if self in (EngineMode.ROOTLESS_PODMAN, EngineMode.ROOTFUL_PODMAN)
+            else "docker"
+        )
 
     @property
     def rootless(self) -> bool:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -37,7 +37,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 STEP = re.compile(r"^(?:STEP|Step) (\d+)/(\d+)\s*:?\s*(.*)")
 
 
-def default_image(env: dict[str, str] | os._Environ[str]) -> str:
+def default_image(env: Mapping[str, str]) -> str:
     """KAS_CONTAINER_IMAGE wins; else PATH/NAME:VERSION[-DISTRO], as kas-container reads them."""
     if env.get("KAS_CONTAINER_IMAGE"):
         return env["KAS_CONTAINER_IMAGE"]
@@ -81,8 +81,18 @@ def write_self_wheel(dest: Path) -> Path:
         (f"kasctl/{p.relative_to(package).as_posix()}", p.read_bytes())
         for p in sorted(package.rglob("*.py"))
     ]
-    files.append((f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: kasctl\nVersion: {__version__}\n".encode()))
-    files.append((f"{dist}/WHEEL", b"Wheel-Version: 1.0\nGenerator: kasctl\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    files.append(
+        (
+            f"{dist}/METADATA",
+            f"Metadata-Version: 2.1\nName: kasctl\nVersion: {__version__}\n".encode(),
+        )
+    )
+    files.append(
+        (
+            f"{dist}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: kasctl\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+    )
     record = [_record_line(n, d) for n, d in files] + [f"{dist}/RECORD,,"]
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files:
@@ -91,17 +101,29 @@ def write_self_wheel(dest: Path) -> Path:
     return wheel
 
 
-def fetch_kas_wheel(dest: Path, env: dict[str, str] | os._Environ[str]) -> Path:
+def fetch_kas_wheel(dest: Path, env: Mapping[str, str]) -> Path:
     name = f"kas-{KAS_VERSION}-py3-none-any.whl"
     wheel_dir = env.get("KASCTL_WHEEL_DIR")
     if wheel_dir and (Path(wheel_dir) / name).is_file():
         shutil.copy2(Path(wheel_dir) / name, dest / name)
         return dest / name
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--only-binary=:all:", f"kas=={KAS_VERSION}", "-d", str(dest)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"kas=={KAS_VERSION}",
+            "-d",
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0 or not (dest / name).is_file():
         raise HostError(
             f"cannot download kas {KAS_VERSION} from the package index: "
@@ -140,9 +162,7 @@ def ensure_base(binary: str, tag: str, bootstrap: bool | None) -> None:
     if bootstrap is not True and image_exists(binary, tag):
         return
     if bootstrap is None:
-        pulled = subprocess.run(
-            [binary, "pull", tag], capture_output=True, text=True, check=False
-        )
+        pulled = subprocess.run([binary, "pull", tag], capture_output=True, text=True, check=False)
         if pulled.returncode == 0:
             return
         reason = (pulled.stderr.strip().splitlines() or ["no registry"])[-1]
@@ -150,8 +170,14 @@ def ensure_base(binary: str, tag: str, bootstrap: bool | None) -> None:
     bootstrap_base(binary, tag)
 
 
-def build(binary: str, image: str, *, bootstrap: bool | None = None,
-          base: str = BASE_IMAGE, env: dict[str, str] | os._Environ[str] = os.environ) -> None:  # fmt: skip
+def build(
+    binary: str,
+    image: str,
+    *,
+    bootstrap: bool | None = None,
+    base: str = BASE_IMAGE,
+    env: Mapping[str, str] = os.environ,
+) -> None:
     """Build the kasctl image under `image`, showing one progress line per build step."""
     ensure_base(binary, base, bootstrap)
     data = _data_dir()
@@ -163,25 +189,36 @@ def build(binary: str, image: str, *, bootstrap: bool | None = None,
         write_self_wheel(ctx / "wheels")
         fetch_kas_wheel(ctx / "wheels", env)
         argv = [
-            binary, "build", "-t", image,
-            "--build-arg", f"BASE_IMAGE={base}",
-            "--build-arg", f"KASCTL_VERSION={__version__}",
-            "--build-arg", f"KAS_VERSION={KAS_VERSION}",
+            binary,
+            "build",
+            "-t",
+            image,
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            "--build-arg",
+            f"KASCTL_VERSION={__version__}",
+            "--build-arg",
+            f"KAS_VERSION={KAS_VERSION}",
             str(ctx),
-        ]  # fmt: skip
+        ]
         log.debug("image build: %s", " ".join(argv))
         _build_with_progress(argv, image)
 
 
 def _build_with_progress(argv: list[str], image: str) -> None:
-    logfile = tempfile.NamedTemporaryFile(
-        "w", prefix="kasctl-image-build-", suffix=".log", delete=False
-    )
-    print(f"kasctl: building image {image} (log: {logfile.name})", file=sys.stderr)
-    with logfile, subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    ) as proc:  # fmt: skip
+    fd, logpath = tempfile.mkstemp(prefix="kasctl-image-build-", suffix=".log")
+    logfile = os.fdopen(fd, "w")
+    print(f"kasctl: building image {image} (log: {logpath})", file=sys.stderr)
+    with (
+        logfile,
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             logfile.write(line)
@@ -190,10 +227,10 @@ def _build_with_progress(argv: list[str], image: str) -> None:
                 print(f"  [{step[1]}/{step[2]}] {step[3][:90]}", file=sys.stderr, flush=True)
         status = proc.wait()
     if status != 0:
-        with open(logfile.name) as f:
+        with open(logpath) as f:
             tail = "".join(f.readlines()[-15:])
         raise HostError(
             f"image build failed (exit {status}); last lines:\n{tail}",
-            fix=f"read {logfile.name}; a network or mirror problem often shows there",
+            fix=f"read {logpath}; a network or mirror problem often shows there",
         )
     print(f"kasctl: image {image} ready", file=sys.stderr)

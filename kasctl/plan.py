@@ -28,10 +28,20 @@ WRITES_REPO = {"shell", "lock"}
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
-    "TERM", "KAS_DISTRO", "KAS_MACHINE", "KAS_TARGET", "KAS_TASK", "KAS_CLONE_DEPTH",
-    "KAS_PREMIRRORS", "DISTRO_APT_PREMIRRORS", "BB_NUMBER_THREADS", "PARALLEL_MAKE",
-    "GIT_CREDENTIAL_USEHTTPPATH", "TZ", "SSTATE_MIRRORS",
-)  # fmt: skip
+    "TERM",
+    "KAS_DISTRO",
+    "KAS_MACHINE",
+    "KAS_TARGET",
+    "KAS_TASK",
+    "KAS_CLONE_DEPTH",
+    "KAS_PREMIRRORS",
+    "DISTRO_APT_PREMIRRORS",
+    "BB_NUMBER_THREADS",
+    "PARALLEL_MAKE",
+    "GIT_CREDENTIAL_USEHTTPPATH",
+    "TZ",
+    "SSTATE_MIRRORS",
+)
 PROXIES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "NO_PROXY")
 
 #: Host directories kas manages: variable, container path when outside the work dir.
@@ -123,7 +133,8 @@ def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
             continue
         path = Path(os.path.abspath(value))
         if path.is_relative_to(req.work_dir):
-            env.append((var, f"{WORK}/{path.relative_to(req.work_dir).as_posix()}".rstrip("/.")))
+            rel = path.relative_to(req.work_dir).as_posix()
+            env.append((var, WORK if rel == "." else f"{WORK}/{rel}"))
         else:
             mounts.append(Mount(_check_path(path, var), target))
             env.append((var, target))

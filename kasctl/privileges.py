@@ -82,32 +82,37 @@ def _seccomp(host: HostFacts) -> Grant:
 
 
 def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
-    grants = []
-    if engine.apparmor:
-        grants.append(
-            Grant(
-                "--security-opt=apparmor=unconfined",
-                "isar-rootless with AppArmor active: the default container profile denies "
-                "the mounts that nested namespaces make",
-            )
-        )
+    """At most one AppArmor profile: the last one given would win anyway."""
     if host.apparmor_restricts_userns and host.apparmor_rootlesskit_profile:
-        grants.append(
+        return (
             Grant(
                 "--security-opt=apparmor=rootlesskit",
                 "the host restricts unprivileged user namespaces "
                 "(kernel.apparmor_restrict_unprivileged_userns=1); the rootlesskit profile "
-                "allows them",
-            )
+                "allows them and the mounts nested namespaces make",
+            ),
         )
-    return tuple(grants)
+    if engine.apparmor:
+        return (
+            Grant(
+                "--security-opt=apparmor=unconfined",
+                "isar-rootless with AppArmor active: the default container profile denies "
+                "the mounts that nested namespaces make",
+            ),
+        )
+    return ()
 
 
 def _privileged_executor(mode: EngineMode, host: HostFacts, sudo_cmd: str) -> tuple[str, ...]:
     if host.uid == 0:
         return ()
-    if mode.kind == "podman" or mode is EngineMode.ROOTLESS_DOCKER:
-        return ("run0",) if sudo_cmd == "run0" else (sudo_cmd, "--preserve-env")
+    prefix = ("run0",) if sudo_cmd == "run0" else (sudo_cmd, "--preserve-env")
+    if mode.kind == "podman":
+        return prefix
+    if mode is EngineMode.ROOTLESS_DOCKER:
+        # the environment is preserved, but it must not lead back to the
+        # rootless daemon: the system socket is docker's default
+        return (*prefix, "env", "-u", "DOCKER_HOST", "-u", "DOCKER_CONTEXT")
     return ()
 
 
@@ -134,7 +139,15 @@ def decide(
                     return Privileges((KEEP_ID, AS_ROOT, SYS_ADMIN, UNMASK), mode)
                 case EngineMode.ROOTFUL_PODMAN:
                     return Privileges((SYS_ADMIN, UNMASK), mode)
-                case EngineMode.SYSTEM_DOCKER | EngineMode.ROOTLESS_DOCKER:
+                case EngineMode.SYSTEM_DOCKER:
                     grants = (SYS_ADMIN, SYSTEMPATHS, _seccomp(host), *_apparmor(engine, host))
+                    return Privileges(grants, mode)
+                case EngineMode.ROOTLESS_DOCKER:
+                    # No SYS_ADMIN: the entrypoint nests the builder in a user
+                    # namespace of its own (keep-id), and a new user namespace
+                    # starts with a full bounding set, so Isar's nested
+                    # namespaces get their capabilities there. The seccomp
+                    # profile and the /proc masks still apply to every level.
+                    grants = (SYSTEMPATHS, _seccomp(host), *_apparmor(engine, host))
                     return Privileges(grants, mode)
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover

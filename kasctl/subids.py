@@ -64,6 +64,11 @@ class SubidEntry:
     line: int
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_id_map(text: str) -> tuple[Extent, ...]:
     """Parse /proc/PID/uid_map or gid_map text; raise HostError if malformed."""
     rows = []
@@ -71,7 +76,7 @@ def parse_id_map(text: str) -> tuple[Extent, ...]:
         if not line.strip():
             continue
         fields = line.split()
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        if len(fields) != 3 or not all(is_number(f) for f in fields):
             raise HostError(
                 f"id map line {number} is not three numbers: {line!r}",
                 fix="report this map; kasctl reads /proc/self/uid_map and gid_map",
@@ -96,8 +101,8 @@ def parse_subid_file(text: str) -> tuple[SubidEntry, ...]:
         if (
             len(fields) != 3
             or not fields[0]
-            or not fields[1].isdigit()
-            or not fields[2].isdigit()
+            or not is_number(fields[1])
+            or not is_number(fields[2])
         ):
             raise HostError(
                 f"line {number} is not NAME:START:COUNT: {line!r}",
@@ -122,7 +127,7 @@ def range_for(entries: Sequence[SubidEntry], name: str, uid: int) -> Range | Non
 def overlaps(entries: Sequence[SubidEntry]) -> list[tuple[SubidEntry, SubidEntry]]:
     """Pairs of lines whose ranges share ids (newuidmap refuses such maps)."""
     found = []
-    ordered = sorted(entries, key=lambda e: e.range)
+    ordered = sorted((e for e in entries if e.range.count > 0), key=lambda e: e.range)
     for i, first in enumerate(ordered):
         for second in ordered[i + 1 :]:
             if second.range.start >= first.range.end:
@@ -221,7 +226,7 @@ def parse_avoid(text: str) -> list[Range]:
     ranges = []
     for part in filter(None, text.split(",")):
         start, sep, count = part.partition(":")
-        if not sep or not start.isdigit() or not count.isdigit():
+        if not sep or not is_number(start) or not is_number(count):
             raise HostError(f"bad id range {part!r} in KASCTL_SUBID_AVOID")
         ranges.append(Range(int(start), int(count)))
     return ranges
@@ -238,6 +243,8 @@ def keep_id_extents(extents: Sequence[Extent], uid: int) -> list[Extent]:
     The inside ids this covers are returned as new extents (inside -> parent).
     """
     parent = merge(Range(e.inside, e.count) for e in extents)
+    if uid == 0:  # root keeps being root: the identity over what is mapped
+        return [Extent(r.start, r.start, r.count) for r in parent]
     if not parent or parent[0].start != 0 or parent[0].count <= uid:
         raise HostError(
             f"cannot keep uid {uid}: the container maps only "

@@ -54,22 +54,30 @@ def _user() -> pwd.struct_passwd:
 
 
 def engine_modes() -> dict[str, EngineMode]:
-    uid = _uid_or_none()
+    uid, gid = _ids_or_none()
     return {
         "rootless-podman": EngineMode("rootless-podman", "podman"),
         "system-docker": EngineMode("system-docker", "docker"),
         "rootless-docker": EngineMode(
             "rootless-docker", "docker", (("DOCKER_HOST", f"unix:///run/user/{uid}/docker.sock"),)
         ),
-        "rootful-podman": EngineMode("rootful-podman", "podman", (), as_root=True),
+        # Rootful podman is reached as root; through sudo kasctl keeps the
+        # invoking user's ids, which SUDO_UID/SUDO_GID carry.
+        "rootful-podman": EngineMode(
+            "rootful-podman",
+            "podman",
+            (("SUDO_UID", str(uid)), ("SUDO_GID", str(gid))),
+            as_root=True,
+        ),
     }
 
 
-def _uid_or_none() -> int | None:
+def _ids_or_none() -> tuple[int | None, int | None]:
     try:
-        return pwd.getpwnam(USER).pw_uid
+        entry = pwd.getpwnam(USER)
     except KeyError:
-        return None
+        return None, None
+    return entry.pw_uid, entry.pw_gid
 
 
 @dataclass
@@ -90,16 +98,17 @@ class Runner:
         }
         if not self.mode.as_root:
             env["XDG_RUNTIME_DIR"] = f"/run/user/{self.user.pw_uid}"
-        else:
-            env["KAS_ALLOW_ROOT"] = "yes"
         env.update(self.mode.env)
         env.update(extra or {})
         return env
 
     def run(
-        self, argv: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
+        self,
+        argv: list[str],
+        cwd: Path,
+        extra_env: dict[str, str] | None = None,
         timeout: float = 900,
-    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    ) -> subprocess.CompletedProcess[str]:
         env = self.env(extra_env)
         prefix = [] if self.mode.as_root else ["runuser", "-u", self.user.pw_name, "--"]
         cmd = [*prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
@@ -112,22 +121,25 @@ class Runner:
         print(result.stderr[-20000:])
         return result
 
-    def kasctl(self, *args: str, cwd: Path, extra_env: dict[str, str] | None = None,
-               timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def kasctl(
+        self, *args: str, cwd: Path, extra_env: dict[str, str] | None = None, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         return self.run([kasctl_bin(), *args], cwd, extra_env, timeout)
 
     @property
     def uid(self) -> int:
-        return 0 if self.mode.as_root else self.user.pw_uid
+        """The invoking user's uid: what the build's files must belong to."""
+        return self.user.pw_uid
 
     @property
     def gid(self) -> int:
-        return 0 if self.mode.as_root else self.user.pw_gid
+        return self.user.pw_gid
 
 
 def _reachable(runner: Runner) -> str | None:
     """None when the engine answers for this user, else the reason."""
-    probe = runner.run([runner.mode.engine, "info", "--format", "{{json .}}"], Path("/"), timeout=60)
+    fmt = "{{.Version.Version}}" if runner.mode.engine == "podman" else "{{.ServerVersion}}"
+    probe = runner.run([runner.mode.engine, "info", "--format", fmt], Path("/"), timeout=60)
     if probe.returncode != 0:
         return probe.stderr.strip()[-300:] or "no answer"
     return None
@@ -158,7 +170,9 @@ class Project:
         return self.work / "build"
 
 
-def make_project(runner: Runner, build_system: str = "isar-rootless", extra_conf: str = "") -> Project:
+def make_project(
+    runner: Runner, build_system: str = "isar-rootless", extra_conf: str = ""
+) -> Project:
     work = Path(tempfile.mkdtemp(prefix="kasctl-e2e-", dir="/tmp"))
     work.chmod(0o755)
     repo = work / "repo"
@@ -173,16 +187,24 @@ def make_project(runner: Runner, build_system: str = "isar-rootless", extra_conf
         body = "\n".join(f"    {line}" for line in conf_lines)
         text += f"local_conf_header:\n  standin: |\n{body}\n"
     cfg.write_text(text)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, capture_output=True)
     subprocess.run(
-        ["git", "init", "-q", str(repo)], check=True, capture_output=True
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=kasctl-tests",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-qm",
+            "fixture",
+        ],
+        check=True,
+        capture_output=True,
     )
-    subprocess.run(
-        ["git", "-C", str(repo), "add", "-A"], check=True, capture_output=True
-    )
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=kasctl-tests", "-c", "user.email=t@example.invalid",
-         "commit", "-qm", "fixture"], check=True, capture_output=True,
-    )  # fmt: skip
     subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(work)], check=True)
     return Project(work=work, repo=repo, config="repo/isar-standin.yml")
 

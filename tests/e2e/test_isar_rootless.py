@@ -1,16 +1,18 @@
-"""isar-rootless end to end: `kasctl build` with the Isar stand-in on real engines."""
+"""isar-rootless end to end: `kasctl build` with the Isar stand-in in every engine mode."""
 
 from __future__ import annotations
 
+import grp
+import pwd
 import tarfile
 
 import pytest
 
-from .harness import Project, make_project, make_runner, owners
+from .harness import Project, Runner, make_project, make_runner, owners
 
 pytestmark = pytest.mark.e2e
 
-ROOTLESS_MODES = ["rootless-podman", "system-docker"]
+MODES = ["rootless-podman", "rootful-podman", "system-docker", "rootless-docker"]
 
 
 def _tar_owners(path: str) -> tuple[set[int], set[int]]:
@@ -19,16 +21,22 @@ def _tar_owners(path: str) -> tuple[set[int], set[int]]:
     return {m.uid for m in members}, {m.gid for m in members}
 
 
-@pytest.mark.parametrize("mode", ROOTLESS_MODES)
-def test_build_runs_isar_rootless_work_as_the_user(mode: str, project_factory: list[Project]) -> None:
+def _build(runner: Runner, project: Project) -> None:
+    result = runner.kasctl("build", project.config, cwd=project.work)
+    assert result.returncode == 0, "the stand-in's last 'isar-standin:' line names the failing step"
+    assert "isar-standin: done (rootless)" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_build_runs_isar_rootless_work_as_the_user(
+    mode: str, project_factory: list[Project]
+) -> None:
     runner = make_runner(mode)
     project = make_project(runner)
     project_factory.append(project)
 
-    result = runner.kasctl("build", project.config, cwd=project.work)
+    _build(runner, project)
 
-    assert result.returncode == 0, "the stand-in's last 'isar-standin:' line names the failing step"
-    assert "isar-standin: done (rootless)" in result.stderr + result.stdout
     tarball = project.build / "tmp" / "deploy" / "isar-standin-rootfs.tar"
     assert tarball.is_file()
     uids, gids = _tar_owners(str(tarball))
@@ -40,7 +48,48 @@ def test_build_runs_isar_rootless_work_as_the_user(mode: str, project_factory: l
     )
 
 
-@pytest.mark.parametrize("mode", ROOTLESS_MODES)
+def _named_uid(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def _named_gid(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rootfs_lands_on_no_host_id_and_clean_removes_it(
+    mode: str, project_factory: list[Project]
+) -> None:
+    runner = make_runner(mode)
+    project = make_project(runner, extra_conf='STANDIN_KEEP_ROOTFS = "1"')
+    project_factory.append(project)
+
+    _build(runner, project)
+
+    rootfs = project.build / "tmp" / "work" / "isar-standin" / "rootfs"
+    assert (rootfs / "usr" / "local" / "bin" / "standin-setgid").exists()
+    found = owners(project.build)
+    foreign = {(u, g) for u, g in found if (u, g) != (runner.uid, runner.gid)}
+    assert foreign, "the kept rootfs must be owned by the builder's sub-ids"
+    for uid, gid in found:
+        assert uid == runner.uid or not _named_uid(uid), f"file owned by host user {uid}"
+        assert gid == runner.gid or not _named_gid(gid), f"file owned by host group {gid}"
+
+    cleaned = runner.kasctl("clean", project.config, cwd=project.work)
+    assert cleaned.returncode == 0
+    assert not (project.build / "tmp").exists()
+    assert owners(project.work) == {(runner.uid, runner.gid)}
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_sudo_is_blocked_in_isar_rootless(mode: str, project_factory: list[Project]) -> None:
     runner = make_runner(mode)
     project = make_project(runner)
