@@ -249,4 +249,15 @@ else
 fi
 info "server $(rootless_docker version --format '{{.Server.Version}}'), socket $ROOTLESS_DOCKER_SOCK"
 
+# ---------------------------------------------------- the privileged executor
+# isar-privileged on a rootless engine runs the rootful one through sudo, as
+# kas-container does; the test user may do that for the engines only.
+step "sudo for $CI_USER (isar-privileged through the executor)"
+dpkg-query -W -f='${Status}' sudo 2>/dev/null | grep -q "ok installed" \
+    || { apt-get update -q && apt-get install -y -q sudo </dev/null; }
+SUDOERS="$CI_USER ALL=(root) NOPASSWD:SETENV: /usr/bin/podman, /usr/local/bin/docker, /usr/bin/docker, /usr/bin/env"$'\n'
+write_file /etc/sudoers.d/kasci-engines "$SUDOERS" root
+chmod 0440 /etc/sudoers.d/kasci-engines
+visudo -cq -f /etc/sudoers.d/kasci-engines || die "sudoers rule for $CI_USER is invalid"
+
 step "engines ready in ${SECONDS}s"

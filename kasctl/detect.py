@@ -23,6 +23,61 @@ from kasctl.subids import Range, SubidEntry, is_number, merge, parse_subid_file,
 log = logging.getLogger("kasctl")
 
 PODMAN_SECCOMP = "/usr/share/containers/seccomp.json"
+#: Capability names by bit number (linux/capability.h), to read CapBnd.
+CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+)
+
+
+def missing_capabilities(status: str) -> tuple[str, ...]:
+    """Capabilities absent from this process's bounding set (/proc/self/status text)."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return tuple(n for bit, n in enumerate(CAPABILITIES) if not mask >> bit & 1)
+    return ()
+
+
 #: ids below this are system and ordinary users by convention (and 65534 is nobody).
 CONVENTIONAL_IDS = Range(0, 65536)
 
@@ -97,6 +152,7 @@ def host_facts() -> HostFacts:
         apparmor_restricts_userns=restrict,
         apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
         podman_seccomp_profile=PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None,
+        missing_caps=missing_capabilities(_read("/proc/self/status")),
         subuid_entries=subuid_entries,
         sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,

@@ -77,6 +77,8 @@ class HostFacts:
     #: Podman's seccomp profile (containers-common), which allows pivot_root.
     podman_seccomp_profile: str | None = None
     subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)
+    #: Capabilities the host's bounding set lacks (some VMs and nested containers).
+    missing_caps: tuple[str, ...] = ()
     #: The user behind sudo (SUDO_UID/SUDO_GID) when kasctl runs as root through it.
     sudo_uid: int | None = None
     sudo_gid: int | None = None

@@ -66,19 +66,26 @@ PRIVILEGED = Grant(
 )
 
 
-def _seccomp(host: HostFacts) -> Grant:
+NEST_REASON = (
+    "rootless docker: the entrypoint nests a user namespace in which builder's uid is the "
+    "container's root (so the build's files belong to the host user); Docker's default "
+    "seccomp profile refuses unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, podman's allows it"
+)
+PIVOT_ROOT_REASON = (
+    "isar-rootless on docker: bubblewrap calls pivot_root, which Docker's default "
+    "seccomp profile refuses; podman's confined profile allows it"
+)
+
+
+def _seccomp(host: HostFacts, reason: str = PIVOT_ROOT_REASON) -> Grant:
     if not host.podman_seccomp_profile:
         raise HostError(
-            "isar-rootless on docker needs a seccomp profile that allows pivot_root "
-            "(bubblewrap in Isar's rootfs steps calls it; Docker's default profile refuses it)",
+            "this cell needs a seccomp profile that allows pivot_root and unshare "
+            "(Docker's default profile refuses both without CAP_SYS_ADMIN)",
             fix="install containers-common (Debian 12: golang-github-containers-common), which "
             "ships /usr/share/containers/seccomp.json, or pass --engine podman",
         )
-    return Grant(
-        f"--security-opt=seccomp={host.podman_seccomp_profile}",
-        "isar-rootless on docker: bubblewrap calls pivot_root, which Docker's default "
-        "seccomp profile refuses; podman's confined profile allows it (with CAP_SYS_ADMIN)",
-    )
+    return Grant(f"--security-opt=seccomp={host.podman_seccomp_profile}", reason)
 
 
 def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
@@ -103,6 +110,19 @@ def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
     return ()
 
 
+def _check_privileged_possible(mode: EngineMode, host: HostFacts) -> None:
+    """docker --privileged asks runc for every capability (a --cap-drop is ignored then),
+    and runc fails ('unable to apply caps') when the host's own bounding set lacks one;
+    podman leaves those out by itself."""
+    if mode.kind == "docker" and host.missing_caps:
+        missing = ", ".join(f"CAP_{c}" for c in host.missing_caps)
+        raise HostError(
+            f"docker cannot start a --privileged container on this host: its capability "
+            f"bounding set lacks {missing} (a VM or nested container)",
+            fix="use podman for isar-privileged (--engine podman), or build isar-rootless",
+        )
+
+
 def _privileged_executor(mode: EngineMode, host: HostFacts, sudo_cmd: str) -> tuple[str, ...]:
     if host.uid == 0:
         return ()
@@ -125,6 +145,8 @@ def decide(
         case BuildSystem.OPENEMBEDDED:
             if mode is EngineMode.ROOTLESS_PODMAN:
                 return Privileges((KEEP_ID, AS_ROOT), mode)
+            if mode is EngineMode.ROOTLESS_DOCKER:
+                return Privileges((_seccomp(host, NEST_REASON),), mode)
             return Privileges((), mode)
         case BuildSystem.ISAR_PRIVILEGED:
             executor = _privileged_executor(mode, host, sudo_cmd)
@@ -132,6 +154,7 @@ def decide(
                 EngineMode.ROOTLESS_PODMAN: EngineMode.ROOTFUL_PODMAN,
                 EngineMode.ROOTLESS_DOCKER: EngineMode.SYSTEM_DOCKER,
             }.get(mode, mode)
+            _check_privileged_possible(real, host)
             return Privileges((PRIVILEGED,), real, executor)
         case BuildSystem.ISAR_ROOTLESS:
             match mode:
@@ -148,6 +171,7 @@ def decide(
                     # starts with a full bounding set, so Isar's nested
                     # namespaces get their capabilities there. The seccomp
                     # profile and the /proc masks still apply to every level.
-                    grants = (SYSTEMPATHS, _seccomp(host), *_apparmor(engine, host))
+                    seccomp = _seccomp(host, f"{PIVOT_ROOT_REASON}; and {NEST_REASON}")
+                    grants = (SYSTEMPATHS, seccomp, *_apparmor(engine, host))
                     return Privileges(grants, mode)
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover

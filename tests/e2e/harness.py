@@ -171,14 +171,20 @@ class Project:
 
 
 def make_project(
-    runner: Runner, build_system: str = "isar-rootless", extra_conf: str = ""
+    runner: Runner,
+    build_system: str = "isar-rootless",
+    extra_conf: str = "",
+    fixture: str = "isar-standin",
 ) -> Project:
+    """A git repo with a stand-in fixture in a fresh work dir owned by the test user."""
     work = Path(tempfile.mkdtemp(prefix="kasctl-e2e-", dir="/tmp"))
     work.chmod(0o755)
     repo = work / "repo"
-    shutil.copytree(FIXTURES / "isar-standin", repo)
-    cfg = repo / "isar-standin.yml"
-    text = cfg.read_text().replace("build_system: isar-rootless", f"build_system: {build_system}")
+    shutil.copytree(FIXTURES / fixture, repo)
+    cfg = repo / f"{fixture}.yml"
+    text = cfg.read_text()
+    if fixture == "isar-standin":
+        text = text.replace("build_system: isar-rootless", f"build_system: {build_system}")
     mirror = os.environ.get("KASCTL_TEST_MIRROR")
     conf_lines = ([f'STANDIN_MIRROR = "{mirror}"'] if mirror else []) + (
         [extra_conf] if extra_conf else []
@@ -187,26 +193,12 @@ def make_project(
         body = "\n".join(f"    {line}" for line in conf_lines)
         text += f"local_conf_header:\n  standin: |\n{body}\n"
     cfg.write_text(text)
-    subprocess.run(["git", "init", "-q", str(repo)], check=True, capture_output=True)
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, capture_output=True)
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "user.name=kasctl-tests",
-            "-c",
-            "user.email=t@example.invalid",
-            "commit",
-            "-qm",
-            "fixture",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    git = ["git", "-C", str(repo)]
+    identity = ["-c", "user.name=kasctl-tests", "-c", "user.email=tests@example.invalid"]
+    for argv in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "fixture"]):
+        subprocess.run([*git, *argv], check=True, capture_output=True)
     subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(work)], check=True)
-    return Project(work=work, repo=repo, config="repo/isar-standin.yml")
+    return Project(work=work, repo=repo, config=f"repo/{fixture}.yml")
 
 
 def remove_tree(path: Path) -> None:

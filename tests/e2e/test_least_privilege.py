@@ -1,69 +1,93 @@
-"""Every privilege kasctl grants is needed: drop one and the Isar stand-in fails.
+"""Every flag kasctl grants is needed: drop one and the stand-in build fails.
 
 Each case takes the exact engine command kasctl would run (`--dry-run
 --json`), removes one flag, runs it as the same user, and expects the
-stand-in (or the entrypoint) to fail at the step that flag exists for.
-A second test checks that this table covers every flag kasctl grants, so a
-new flag cannot arrive without its drop-one case.
+stand-in (or the entrypoint, or the engine) to fail where that flag matters.
+A second test checks that this table covers every flag kasctl grants in
+every cell, so a new flag cannot arrive without its drop-one case.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+
+from kasctl.detect import missing_capabilities
 
 from .harness import Project, make_project, make_runner
 
 pytestmark = pytest.mark.e2e
 
 SECCOMP = "--security-opt=seccomp=/usr/share/containers/seccomp.json"
+OE, PRIV, ROOTLESS = "openembedded", "isar-privileged", "isar-rootless"
+NO_PROC = "unshare: mount /proc failed"
+NO_NEST = "cannot create the builder's user namespace"
+NO_LOOP = "isar-standin: FAILED: sudo mount -o loop"
+HOST_LACKS_CAPS = bool(missing_capabilities(Path("/proc/self/status").read_text()))
 
-#: (engine mode, flag) -> what the output must say without that flag.
+#: (engine mode, build system, flag) -> what the output says without that flag.
 DROP_ONE = {
-    ("rootless-podman", "--userns=keep-id"): "Permission denied: '/work/build'",
-    ("rootless-podman", "--user=root"): "the entrypoint must start as root",
-    ("rootless-podman", "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
-    ("rootless-podman", "--security-opt=unmask=ALL"): "unshare: mount /proc failed",
-    ("rootful-podman", "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
-    ("rootful-podman", "--security-opt=unmask=ALL"): "unshare: mount /proc failed",
-    ("system-docker", "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
-    ("system-docker", "--security-opt=systempaths=unconfined"): "unshare: mount /proc failed",
-    ("system-docker", SECCOMP): "isar-standin: FAILED: bubblewrap",
-    ("rootless-docker", "--security-opt=systempaths=unconfined"): "unshare: mount /proc failed",
-    ("rootless-docker", SECCOMP): "cannot create the builder's user namespace",
+    ("rootless-podman", OE, "--userns=keep-id"): "Permission denied: '/work/build'",
+    ("rootless-podman", OE, "--user=root"): "the entrypoint must start as root",
+    ("rootless-docker", OE, SECCOMP): NO_NEST,
+    ("rootless-podman", PRIV, "--privileged"): NO_LOOP,
+    ("rootful-podman", PRIV, "--privileged"): NO_LOOP,
+    ("rootless-podman", ROOTLESS, "--userns=keep-id"): "Permission denied: '/work/build'",
+    ("rootless-podman", ROOTLESS, "--user=root"): "the entrypoint must start as root",
+    ("rootless-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("rootless-podman", ROOTLESS, "--security-opt=unmask=ALL"): NO_PROC,
+    ("rootful-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("rootful-podman", ROOTLESS, "--security-opt=unmask=ALL"): NO_PROC,
+    ("system-docker", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("system-docker", ROOTLESS, "--security-opt=systempaths=unconfined"): NO_PROC,
+    ("system-docker", ROOTLESS, SECCOMP): "isar-standin: FAILED: bubblewrap",
+    ("rootless-docker", ROOTLESS, "--security-opt=systempaths=unconfined"): NO_PROC,
+    ("rootless-docker", ROOTLESS, SECCOMP): NO_NEST,
 }
-MODES = sorted({mode for mode, _ in DROP_ONE})
+if not HOST_LACKS_CAPS:  # docker --privileged cannot start where the host lacks a capability
+    DROP_ONE[("system-docker", PRIV, "--privileged")] = NO_LOOP
+    DROP_ONE[("rootless-docker", PRIV, "--privileged")] = NO_LOOP
+
+CELLS = sorted(
+    {(mode, bs) for mode, bs, _ in DROP_ONE}
+    | {(m, bs) for m in ("rootful-podman", "system-docker") for bs in (OE,)}
+)
 
 
-def _planned_argv(mode: str, project_factory: list[Project]) -> tuple[list[str], dict, Project]:
+def _planned(mode: str, build_system: str, made: list[Project]) -> tuple[list[str], dict, Project]:
     runner = make_runner(mode)
-    project = make_project(runner)
-    project_factory.append(project)
+    if build_system == OE:
+        project = make_project(runner, fixture="oe-standin")
+    else:
+        project = make_project(runner, build_system=build_system)
+    made.append(project)
     dry = runner.kasctl("build", "--dry-run", "--json", project.config, cwd=project.work)
     assert dry.returncode == 0
     data = json.loads(dry.stdout)
     return data["argv"], data["plan"], project
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_every_granted_flag_has_a_drop_one_case(mode: str, project_factory: list[Project]) -> None:
-    _, plan, _ = _planned_argv(mode, project_factory)
+@pytest.mark.parametrize(("mode", "build_system"), CELLS)
+def test_every_granted_flag_has_a_drop_one_case(
+    mode: str, build_system: str, project_factory: list[Project]
+) -> None:
+    _, plan, _ = _planned(mode, build_system, project_factory)
     granted = {g["flag"] for g in plan["grants"]}
-    covered = {flag for m, flag in DROP_ONE if m == mode}
+    covered = {flag for m, bs, flag in DROP_ONE if (m, bs) == (mode, build_system)}
     assert granted == covered
 
 
-@pytest.mark.parametrize(("mode", "flag"), sorted(DROP_ONE))
-def test_workload_fails_without_the_flag(
-    mode: str, flag: str, project_factory: list[Project]
+@pytest.mark.parametrize(("mode", "build_system", "flag"), sorted(DROP_ONE))
+def test_build_fails_without_the_flag(
+    mode: str, build_system: str, flag: str, project_factory: list[Project]
 ) -> None:
-    argv, _, project = _planned_argv(mode, project_factory)
+    argv, _, project = _planned(mode, build_system, project_factory)
     assert flag in argv
     argv.remove(flag)
-    runner = make_runner(mode)
 
-    result = runner.run(argv, cwd=project.work)
+    result = make_runner(mode).run(argv, cwd=project.work)
 
     assert result.returncode != 0
-    assert DROP_ONE[(mode, flag)] in result.stdout + result.stderr
+    assert DROP_ONE[(mode, build_system, flag)] in result.stdout + result.stderr
