@@ -220,6 +220,8 @@ def run_kas(ctx: typer.Context, command: str, opts: Options, kas_args: list[str]
         pid=os.getpid(),
     )
     run_plan = plan(req, host, engine)
+    for warning in run_plan.warnings:
+        log.warning("%s", warning)
     argv = engines.render(run_plan)
     if opts.dry_run:
         if opts.as_json:

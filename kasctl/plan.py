@@ -18,7 +18,7 @@ from kasctl.config import BuildSystem, Config
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
 from kasctl.privileges import Grant, decide
-from kasctl.subids import render_avoid
+from kasctl.subids import FULL_RANGE, render_avoid, rootless_builder_range, sufficient_host_count
 
 WORK = "/work"
 REPO = "/repo"
@@ -107,6 +107,8 @@ class RunPlan:
     #: the entrypoint must be that init itself (rootless docker, see entrypoint).
     init: bool = True
     runtime_args: tuple[str, ...] = ()
+    #: Problems that do not stop the run but will bite: shown once before it.
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -151,6 +153,26 @@ def _user_ids(host: HostFacts) -> tuple[int, int]:
     if host.uid == 0 and host.sudo_uid is not None and host.sudo_gid is not None:
         return host.sudo_uid, host.sudo_gid
     return host.uid, host.gid
+
+
+def _subid_warnings(build_system: BuildSystem, mode: EngineMode, host: HostFacts) -> list[str]:
+    """One warning when a rootless engine's sub-ids leave nobody/nogroup unmappable."""
+    if build_system is not BuildSystem.ISAR_ROOTLESS or not mode.rootless:
+        return []
+    needed = sufficient_host_count(host.uid)
+    for kind, rng in (("subuid", host.subuid), ("subgid", host.subgid)):
+        if rng is None:
+            continue  # no range at all: the engine itself refuses to start
+        got = rootless_builder_range(rng, host.uid)
+        if got is None or got.count < FULL_RANGE:
+            return [
+                f"/etc/{kind} gives {host.user} {rng.count} ids, which leaves Isar "
+                f"{got.count if got else 0} (fewer than {FULL_RANGE}): nobody/nogroup (65534) "
+                f"cannot be mapped linearly in Isar's namespaces; a range of {needed} ids "
+                f"would suffice (e.g. {host.user}:{rng.start}:{needed} in /etc/subuid and "
+                "/etc/subgid, then `podman system migrate`)"
+            ]
+    return []
 
 
 def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
@@ -211,5 +233,6 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         tty=host.stdout_tty and host.stdin_tty,
         interactive=host.stdin_tty,
         init=not keep_id,
+        warnings=tuple(_subid_warnings(req.build_system, mode, host)),
         runtime_args=req.runtime_args,
     )

@@ -262,3 +262,18 @@ def keep_id_extents(extents: Sequence[Extent], uid: int) -> list[Extent]:
 def render_id_map(extents: Sequence[Extent]) -> str:
     """Text for /proc/PID/uid_map (one write, all rows)."""
     return "".join(f"{e.inside} {e.outside} {e.count}\n" for e in extents)
+
+
+def rootless_builder_range(host_range: Range, uid: int) -> Range | None:
+    """The builder's range on a rootless engine, predicted from the host user's sub-ids.
+
+    Rootless podman (keep-id) and rootless docker (with the entrypoint's
+    nesting) both give the container ids 0..COUNT with builder at `uid`.
+    """
+    container = [Extent(0, uid, 1), Extent(1, host_range.start, host_range.count)]
+    return choose_range(keep_id_extents(container, uid), uid)
+
+
+def sufficient_host_count(uid: int) -> int:
+    """The host sub-id count that gives builder a full 65536-id range above its uid."""
+    return uid + FULL_RANGE

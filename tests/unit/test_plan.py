@@ -502,3 +502,19 @@ def test_render_readonly_spelling(mode: EngineMode, expected: str) -> None:
 def test_render_shell_repo_is_writable() -> None:
     argv = render(make_plan(RP, IR, command="shell"))
     assert f"--mount=type=bind,source={REPO_DIR},target=/repo" in argv
+
+
+@pytest.mark.parametrize("mode", [RP, RD], ids=cell_id)
+def test_one_warning_when_the_host_range_is_too_small_for_nobody(mode: EngineMode) -> None:
+    small = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
+    warnings = make_plan(mode, IR, host=small).warnings
+    assert len(warnings) == 1
+    assert "65534" in warnings[0] and str(HOST.uid + 65536) in warnings[0]
+    roomy = replace(HOST, subuid=Range(100000, 165536), subgid=Range(100000, 165536))
+    assert make_plan(mode, IR, host=roomy).warnings == ()
+
+
+def test_no_subid_warning_where_the_engine_maps_no_user_namespace() -> None:
+    small = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
+    assert make_plan(SD, IR, host=small).warnings == ()
+    assert make_plan(RP, OE, host=small).warnings == ()
