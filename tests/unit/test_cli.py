@@ -1,0 +1,85 @@
+"""The command line's contract: bad input gives one clear error and exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kasctl import __version__
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def kasctl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kasctl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={
+            "PATH": str(cwd / "no-engines-here"),
+            "KAS_ALLOW_ROOT": "yes",
+            "HOME": str(cwd),
+            "PYTHONPATH": str(ROOT),  # this source tree, not an installed copy
+        },
+        check=False,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    result = kasctl("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"kasctl {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("header:\n  version: 14\nmachin: x\n", "bad.yml:3: machin: unknown key"),
+        ("header:\n  version: 14\nbuild_system: isar-foo\n", "bad.yml:3: build_system"),
+        ("header: [\n", "bad.yml:2: YAML syntax error"),
+        ("", "bad.yml: config file is empty"),
+    ],
+)
+def test_bad_config_is_one_error_before_any_engine(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    (tmp_path / "bad.yml").write_text(text)
+    # PATH has no engine: the config must be refused before one is looked for
+    result = kasctl("build", "bad.yml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("kasctl: error:")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["build", "missing.yml"], "missing.yml: config file not found"),
+        (["build", "a.yml:"], "has an empty part"),
+        (["build", "-E", "x.yml"], "-E is not supported"),
+        (["build", "--isar-rootless", "--isar-privileged", "ok.yml"], "exclude each other"),
+        (["build", "--engine", "lxc", "ok.yml"], "unknown container engine 'lxc'"),
+        (["shell", "-c"], "requires an argument"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    (tmp_path / "ok.yml").write_text("header:\n  version: 14\n")
+    result = kasctl(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_engine_is_a_host_error_with_a_fix(tmp_path: Path) -> None:
+    (tmp_path / "ok.yml").write_text("header:\n  version: 14\n")
+    result = kasctl("build", "--dry-run", "ok.yml", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "no container engine found" in result.stderr
+    assert "kasctl: fix:" in result.stderr
