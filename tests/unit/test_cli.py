@@ -10,7 +10,6 @@ import pytest
 
 from kasctl import __version__
 
-
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
