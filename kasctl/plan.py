@@ -175,6 +175,21 @@ def _subid_warnings(build_system: BuildSystem, mode: EngineMode, host: HostFacts
     return []
 
 
+def _apparmor_warnings(build_system: BuildSystem, host: HostFacts) -> list[str]:
+    if (
+        build_system is BuildSystem.ISAR_ROOTLESS
+        and host.apparmor_restricts_userns
+        and not host.apparmor_rootlesskit_profile
+    ):
+        return [
+            "this host restricts unprivileged user namespaces "
+            "(kernel.apparmor_restrict_unprivileged_userns=1) and has no rootlesskit AppArmor "
+            "profile: Isar's namespaces will likely be refused; install one that allows "
+            "userns, or set the sysctl to 0"
+        ]
+    return []
+
+
 def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     privileges = decide(req.build_system, engine, host, req.sudo_cmd)
     mode = privileges.mode
@@ -233,6 +248,9 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         tty=host.stdout_tty and host.stdin_tty,
         interactive=host.stdin_tty,
         init=not keep_id,
-        warnings=tuple(_subid_warnings(req.build_system, mode, host)),
+        warnings=tuple(
+            _subid_warnings(req.build_system, mode, host)
+            + _apparmor_warnings(req.build_system, host)
+        ),
         runtime_args=req.runtime_args,
     )

@@ -518,3 +518,12 @@ def test_no_subid_warning_where_the_engine_maps_no_user_namespace() -> None:
     small = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
     assert make_plan(SD, IR, host=small).warnings == ()
     assert make_plan(RP, OE, host=small).warnings == ()
+
+
+@pytest.mark.parametrize("mode", list(EngineMode), ids=cell_id)
+def test_warns_when_apparmor_restricts_userns_without_rootlesskit(mode: EngineMode) -> None:
+    restricted = replace(HOST, apparmor_restricts_userns=True)
+    assert any("apparmor_restrict" in w for w in make_plan(mode, IR, host=restricted).warnings)
+    with_profile = replace(restricted, apparmor_rootlesskit_profile=True)
+    assert not any("apparmor" in w for w in make_plan(mode, IR, host=with_profile).warnings)
+    assert not any("apparmor" in w for w in make_plan(mode, OE, host=restricted).warnings)
