@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 import uuid
 from dataclasses import dataclass, replace
@@ -17,10 +18,11 @@ from typing import Annotated
 
 import typer
 
-from kasctl import __version__, config, detect, engines, image
-from kasctl.config import BuildSystem
+from kasctl import __version__, commands, config, detect, engines, image
+from kasctl.commands import COMMANDS, Command
+from kasctl.config import BuildSystem, Config
 from kasctl.errors import KasctlError, UsageError
-from kasctl.plan import Request, plan
+from kasctl.plan import REPO, REPO2, Request, plan
 
 log = logging.getLogger("kasctl")
 
@@ -62,6 +64,10 @@ RuntimeArgs = Annotated[
     str | None,
     typer.Option("--runtime-args", "--docker-args", help="Extra engine run arguments."),
 ]
+NoProxy = Annotated[
+    bool,
+    typer.Option("--no-proxy-from-env", help="Do not pass the host's proxy variables."),
+]
 Cmd = Annotated[
     str | None,
     typer.Option("-c", "--cmd", "--command", help="shell only: run this command, not a shell."),
@@ -84,6 +90,7 @@ class Options:
     as_json: bool = False
     runtime_args: str | None = None
     repo_rw: bool | None = None
+    no_proxy_from_env: bool = False
 
     def merged(self, **later: object) -> Options:
         """Command-level options win over global ones; flags add up."""
@@ -146,32 +153,6 @@ def main_callback(
     )
 
 
-def _split_args(args: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """ctx.args -> (CONFIG, kas options, bitbake args after --)."""
-    bitbake: list[str] = []
-    if "--" in args:
-        cut = args.index("--")
-        args, bitbake = args[:cut], args[cut + 1 :]
-    for refused in ("-E", "--preserve-env"):
-        if refused in args:
-            raise UsageError(
-                f"{refused} is not supported: the container's environment is built explicitly",
-                fix="pass the variables you need (kasctl forwards KAS_*, proxies, TERM, ...)",
-            )
-    positional = [a for a in args if not a.startswith("-")]
-    cfg = (
-        positional[-1]
-        if positional and positional[-1].endswith((".yml", ".yaml", ".json"))
-        else None
-    )
-    if cfg is None:
-        cfg = next((a for a in args if ":" in a or a.endswith((".yml", ".yaml", ".json"))), None)
-    rest = list(args)
-    if cfg is not None:
-        rest.remove(cfg)
-    return cfg, rest, bitbake
-
-
 def _work_dir(env: os._Environ[str]) -> Path:
     raw = env.get("KAS_WORK_DIR") or os.getcwd()
     path = Path(os.path.abspath(raw))
@@ -183,15 +164,51 @@ def _work_dir(env: os._Environ[str]) -> Path:
     return path
 
 
-def run_kas(ctx: typer.Context, command: str, opts: Options, kas_args: list[str]) -> int:
+MANAGED_CREATED = ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR")
+
+
+def _prepare_dirs(env: os._Environ[str]) -> None:
+    """Create the managed dirs kas-container creates; KAS_REPO_REF_DIR must already exist."""
+    for var in MANAGED_CREATED:
+        if env.get(var):
+            Path(env[var]).mkdir(parents=True, exist_ok=True)
+    ref = env.get("KAS_REPO_REF_DIR")
+    if ref and not Path(ref).is_dir():
+        raise UsageError(
+            f"KAS_REPO_REF_DIR {ref!r} does not exist",
+            fix="create it (it holds reference clones), or unset KAS_REPO_REF_DIR",
+        )
+
+
+def _load_configs(
+    spec: Command, parsed: commands.KasArgs, work_dir: Path, override: BuildSystem | None
+) -> tuple[Config | None, Config | None, tuple[str, ...]]:
+    """The configs named on the command line (or menu's default), and kas's rewritten args."""
+    named = parsed.configs()
+    if spec.kconfig:
+        kconfig = config.load_kconfig(named[0] if named else "Kconfig", override)
+        path = kconfig.container_paths(REPO)[0]
+        return kconfig, None, parsed.with_configs([path]) if named else (*parsed.args, path)
+    if not named:
+        return config.default_config(work_dir, override), None, parsed.args
+    first = config.load(named[0], override)
+    second = config.load(named[1], override) if len(named) > 1 else None
+    rewritten = [":".join(first.container_paths(REPO))]
+    if second is not None:
+        rewritten.append(":".join(second.container_paths(REPO2)))
+    return first, second, parsed.with_configs(rewritten)
+
+
+def run_kas(ctx: typer.Context, spec: Command, opts: Options, shell_cmd: str | None) -> int:
     """Load config, gather facts, plan, then print or run. Returns the exit status."""
-    cfg_arg, extra, bitbake = _split_args(list(ctx.args))
+    parsed = commands.parse(spec, list(ctx.args))
     env = os.environ
     work_dir = _work_dir(env)
-    cfg_arg = cfg_arg or config.default_config(work_dir)
     override = opts.build_system_override()
-    cfg = config.load(cfg_arg, override) if cfg_arg else None
+    cfg, cfg2, kas_args = _load_configs(spec, parsed, work_dir, override)
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
+    if shell_cmd is not None:
+        kas_args = ("-c", shell_cmd, *kas_args)
 
     host = detect.host_facts()
     if host.uid == 0 and host.sudo_uid is None and env.get("KAS_ALLOW_ROOT") != "yes":
@@ -202,20 +219,23 @@ def run_kas(ctx: typer.Context, command: str, opts: Options, kas_args: list[str]
         )
     kind = detect.choose_engine(opts.engine, build_system, env)
     engine = detect.engine_facts(kind, env)
-    import shlex
 
     req = Request(
-        command=command,
+        command=spec.name,
         build_system=build_system,
         work_dir=work_dir,
         image=image.default_image(env),
         name=f"kasctl-{uuid.uuid4().hex[:12]}",
         config=cfg,
-        kas_args=tuple(kas_args + extra),
-        bitbake_args=tuple(bitbake),
+        config2=cfg2,
+        kas_args=kas_args,
+        writes_repo=parsed.writes_repo(spec),
+        cleans=spec.cleans,
+        bitbake_args=parsed.bitbake,
         repo_rw=opts.repo_rw,
         runtime_args=tuple(shlex.split(opts.runtime_args or "")),
         env=dict(env),
+        proxies_from_env=not opts.no_proxy_from_env,
         sudo_cmd=env.get("KAS_SUDO_CMD", "sudo"),
         pid=os.getpid(),
     )
@@ -232,19 +252,23 @@ def run_kas(ctx: typer.Context, command: str, opts: Options, kas_args: list[str]
                 for grant in run_plan.grants:
                     print(f"# {grant.flag}: {grant.reason}")
         return 0
+    _prepare_dirs(env)
     log.debug("running: %s", engines.show(argv))
     if not image.image_exists(engine.binary, run_plan.image):
-        if run_plan.image != image.default_image({}) and "KAS_CONTAINER_IMAGE" in env:
+        if env.get("KAS_CONTAINER_IMAGE"):
             raise UsageError(
                 f"image {run_plan.image} (KAS_CONTAINER_IMAGE) is not in {kind}'s store",
                 fix="load or build it first",
             )
         print(f"kasctl: image {run_plan.image} is missing; building it now", file=sys.stderr)
         image.build(engine.binary, run_plan.image)
-    return engines.run(run_plan)
+    status = engines.run(run_plan)
+    if status == 0 and spec.kconfig and cfg is not None:
+        config.remember_source_dir(work_dir, cfg.repo_dir)
+    return status
 
 
-def _kas_command(name: str, help_text: str, *, with_cmd: bool = False) -> None:
+def _kas_command(spec: Command) -> None:
     """Register one kas command; all share the same options and flow."""
 
     def command(
@@ -258,6 +282,7 @@ def _kas_command(name: str, help_text: str, *, with_cmd: bool = False) -> None:
         as_json: AsJson = False,
         runtime_args: RuntimeArgs = None,
         repo_rw: RepoRw = None,
+        no_proxy: NoProxy = False,
         cmd: Cmd = None,
     ) -> None:
         opts = (ctx.obj or Options()).merged(
@@ -269,21 +294,18 @@ def _kas_command(name: str, help_text: str, *, with_cmd: bool = False) -> None:
             as_json=as_json,
             runtime_args=runtime_args,
             repo_rw=repo_rw,
+            no_proxy_from_env=no_proxy,
         )
-        if cmd is not None and not with_cmd:
-            raise UsageError(f"-c/--cmd is only for `kasctl shell`, not `kasctl {name}`")
-        kas_args = ["-c", cmd] if cmd is not None else []
-        raise typer.Exit(run_kas(ctx, name, opts, kas_args))
+        if cmd is not None and spec.name != "shell":
+            raise UsageError(f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`")
+        raise typer.Exit(run_kas(ctx, spec, opts, cmd))
 
-    command.__doc__ = help_text
-    app.command(name, context_settings=PASS_THROUGH)(command)
+    command.__doc__ = spec.help
+    app.command(spec.name, context_settings=PASS_THROUGH)(command)
 
 
-_kas_command("build", "Check out the repos and run bitbake. [CONFIG] [-- bitbake args]")
-_kas_command(
-    "shell", "Open a shell in the build environment (-c CMD runs one command).", with_cmd=True
-)
-_kas_command("clean", "Remove the build's tmp dirs (rootless: without sudo).")
+for _spec in COMMANDS.values():
+    _kas_command(_spec)
 
 
 @image_app.command("build")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
+import re
 import subprocess
 from dataclasses import dataclass
 from functools import cache
@@ -294,12 +294,50 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
     return Config(files=files, repo_dir=repo, build_system=build_system)
 
 
-def default_config(work_dir: Path) -> str | None:
-    """kas's default config: KAS_WORK_DIR/.config.yaml, written by `menu`."""
-    candidate = work_dir / ".config.yaml"
-    return str(candidate) if candidate.is_file() else None
+MENU_CONFIG = ".config.yaml"
+#: Where `kasctl menu` records the host directory of the Kconfig's repository.
+SOURCE_DIR_HOST = "_source_dir_host"
 
 
-def env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
+def default_config(work_dir: Path, override: BuildSystem | None) -> Config | None:
+    """kas's default config, KAS_WORK_DIR/.config.yaml, written by `menu`.
+
+    kas reads it from /work itself; kasctl validates it and mounts the
+    repository `menu` recorded in it, so a plain `kasctl build` works.
+    """
+    path = work_dir / MENU_CONFIG
+    if not path.is_file():
+        return None
+    loaded = load_file(path)
+    source = loaded.data.get(SOURCE_DIR_HOST)
+    repo = Path(source) if isinstance(source, str) and Path(source).is_dir() else work_dir
+    build_system = override or BuildSystem.parse(
+        str(loaded.data.get("build_system", "openembedded")), str(path)
+    )
+    return Config(files=(loaded,), repo_dir=repo.resolve(), build_system=build_system)
+
+
+def load_kconfig(arg: str, override: BuildSystem | None) -> Config:
+    """menu's Kconfig: its repository is mounted; KAS_BUILD_SYSTEM's default names the mode."""
+    path = Path(arg)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Kconfig file: {exc.strerror}", where=arg) from None
+    found = re.search(r"config\s+KAS_BUILD_SYSTEM\b(.*?)(?:^config\s|\Z)", text, re.S | re.M)
+    default = re.search(r'default\s+"([^"]+)"', found.group(1)) if found else None
+    build_system = override or (
+        BuildSystem.parse(default.group(1), arg) if default else BuildSystem.OPENEMBEDDED
+    )
+    file = ConfigFile(path=path.resolve(), data={})
+    return Config(files=(file,), repo_dir=repo_dir_of(path), build_system=build_system)
+
+
+def remember_source_dir(work_dir: Path, repo_dir: Path) -> None:
+    """After `menu`: record the host repository in .config.yaml for a later plain build."""
+    path = work_dir / MENU_CONFIG
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(SOURCE_DIR_HOST)]
+    lines.append(f"{SOURCE_DIR_HOST}: {json.dumps(str(repo_dir))}")
+    path.write_text("\n".join(lines) + "\n")

@@ -22,9 +22,8 @@ from kasctl.subids import FULL_RANGE, render_avoid, rootless_builder_range, suff
 
 WORK = "/work"
 REPO = "/repo"
-
-#: kas commands whose repo mount is writable by default (they write into it).
-WRITES_REPO = {"shell", "lock"}
+#: The second config's repository (diff).
+REPO2 = "/repo2"
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
@@ -76,8 +75,15 @@ class Request:
     work_dir: Path
     image: str
     name: str
+    #: The config whose repository is mounted at /repo (and diff's second, at /repo2).
     config: Config | None = None
+    config2: Config | None = None
+    #: kas's arguments after the command, configs already rewritten to container paths.
     kas_args: tuple[str, ...] = ()
+    #: The command writes into the repository (shell, lock, dump --inplace).
+    writes_repo: bool = False
+    #: A clean command, which may run without a config: it is told the build system.
+    cleans: bool = False
     bitbake_args: tuple[str, ...] = ()
     repo_rw: bool | None = None
     runtime_args: tuple[str, ...] = ()
@@ -211,11 +217,14 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     env += dir_env
 
     command: list[str] = [req.command, *req.kas_args]
+    if req.cleans and req.build_system.is_isar:
+        command.append(f"--{req.build_system.value}")
     workdir = WORK
+    writable = req.writes_repo if req.repo_rw is None else req.repo_rw
+    for cfg, target in ((req.config, REPO), (req.config2, REPO2)):
+        if cfg is not None:
+            mounts.append(Mount(_check_path(cfg.repo_dir, "repository"), target, not writable))
     if req.config is not None:
-        writable = req.command in WRITES_REPO if req.repo_rw is None else req.repo_rw
-        mounts.append(Mount(_check_path(req.config.repo_dir, "repository"), REPO, not writable))
-        command.append(":".join(req.config.container_paths(REPO)))
         workdir = REPO
     if req.bitbake_args:
         command += ["--", *req.bitbake_args]

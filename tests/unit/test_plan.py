@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kasctl.commands import COMMANDS
 from kasctl.config import BuildSystem, Config, ConfigFile
 from kasctl.engines import render
 from kasctl.errors import HostError, UsageError
@@ -310,22 +311,38 @@ def repo_mount(p: RunPlan) -> Mount:
     ],
 )
 def test_repo_mount_mode(command: str, repo_rw: bool | None, readonly: bool) -> None:
-    p = make_plan(SD, IR, command=command, repo_rw=repo_rw)
+    spec = COMMANDS[command]
+    p = make_plan(SD, IR, command=command, repo_rw=repo_rw, writes_repo=spec.writes_repo)
     assert repo_mount(p) == Mount(str(REPO_DIR), "/repo", readonly)
 
 
 def test_config_files_are_passed_below_the_repo_mount() -> None:
     cfg = config(IR, "kas.yml", "sub/extra.yml")
-    p = make_plan(SD, IR, config=cfg, kas_args=("--update",), bitbake_args=("-c", "fetch"))
+    assert cfg.container_paths("/repo") == ["/repo/kas.yml", "/repo/sub/extra.yml"]
+    args = ("--update", "/repo/kas.yml:/repo/sub/extra.yml")
+    p = make_plan(SD, IR, config=cfg, kas_args=args, bitbake_args=("-c", "fetch"))
     assert p.workdir == "/repo"
-    assert p.command == (
-        "build",
-        "--update",
-        "/repo/kas.yml:/repo/sub/extra.yml",
-        "--",
-        "-c",
-        "fetch",
+    assert p.command == ("build", *args, "--", "-c", "fetch")
+
+
+def test_diff_mounts_the_second_repository_at_repo2() -> None:
+    first = config(IR, "a.yml")
+    second = Config(
+        files=(ConfigFile(path=Path("/src/other/b.yml"), data={}),),
+        repo_dir=Path("/src/other"),
+        build_system=IR,
     )
+    p = make_plan(SD, IR, command="diff", config=first, config2=second)
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets["/repo"] == str(REPO_DIR)
+    assert targets["/repo2"] == "/src/other"
+
+
+@pytest.mark.parametrize("build_system", [IP, IR])
+def test_clean_commands_are_told_the_isar_mode(build_system: BuildSystem) -> None:
+    p = make_plan(SD, build_system, command="clean", cleans=True, config=None)
+    assert p.command == ("clean", f"--{build_system.value}")
+    assert make_plan(SD, OE, command="clean", cleans=True, config=None).command == ("clean",)
 
 
 def test_without_config_no_repo_mount() -> None:
@@ -500,7 +517,7 @@ def test_render_readonly_spelling(mode: EngineMode, expected: str) -> None:
 
 
 def test_render_shell_repo_is_writable() -> None:
-    argv = render(make_plan(RP, IR, command="shell"))
+    argv = render(make_plan(RP, IR, command="shell", writes_repo=True))
     assert f"--mount=type=bind,source={REPO_DIR},target=/repo" in argv
 
 
