@@ -94,7 +94,11 @@ class Options:
 
     def merged(self, **later: object) -> Options:
         """Command-level options win over global ones; flags add up."""
-        values = {k: v for k, v in later.items() if v not in (None, False)}
+        values = {
+            k: v
+            for k, v in later.items()
+            if v is not None and (v is not False or k == "repo_rw")  # --repo-ro is False
+        }
         return replace(self, **values)  # type: ignore[arg-type]
 
     def build_system_override(self) -> BuildSystem | None:
@@ -335,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"kasctl {__version__}")
         sys.exit(0)
     try:
-        app(args=args, prog_name="kasctl")
+        app(args=commands.mark_bitbake_args(args), prog_name="kasctl")
     except KasctlError as exc:
         print(exc.render(), file=sys.stderr)
         sys.exit(exc.exit_code)

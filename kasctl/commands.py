@@ -52,6 +52,19 @@ COMMANDS = {
 #: kas options that take a value (the value is never a config).
 VALUE_OPTIONS = {"--format", "--indent", "--provenance", "--skip", "--target", "--task", "--sort"}
 REFUSED = {"-E", "--preserve-env"}
+#: Stands for the user's `--` on its way through the CLI framework, which
+#: would otherwise swallow it (and with it the line between kas and bitbake).
+BITBAKE_MARK = "--kasctl-bitbake-args-follow--"
+
+
+def mark_bitbake_args(argv: list[str]) -> list[str]:
+    """Replace the first `--` after a kas command with BITBAKE_MARK."""
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            if any(a in COMMANDS for a in argv[:index]):
+                return [*argv[:index], BITBAKE_MARK, *argv[index + 1 :]]
+            break
+    return argv
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,8 @@ class KasArgs:
 def parse(command: Command, args: list[str]) -> KasArgs:
     """Split what follows the command into kas arguments, config positions, bitbake args."""
     bitbake: list[str] = []
-    if "--" in args:
-        cut = args.index("--")
+    if BITBAKE_MARK in args:
+        cut = args.index(BITBAKE_MARK)
         args, bitbake = args[:cut], args[cut + 1 :]
     for arg in args:
         if arg in REFUSED or arg.startswith("--preserve-env="):

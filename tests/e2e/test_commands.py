@@ -1,0 +1,123 @@
+"""kas-container's commands, directories and paths through kasctl, on a real engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .harness import Project, Runner, make_project, make_runner, owners, remove_tree
+
+pytestmark = pytest.mark.e2e
+
+MODE = "rootless-podman"
+
+
+def _ok(runner: Runner, project: Project, *args: str, **kw: object) -> str:
+    result = runner.kasctl(*args, cwd=project.work, **kw)  # type: ignore[arg-type]
+    assert result.returncode == 0
+    return result.stdout + result.stderr
+
+
+def test_checkout_dump_and_for_all_repos(project_factory: list[Project]) -> None:
+    runner = make_runner(MODE)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+
+    _ok(runner, project, "checkout", project.config)
+    assert (project.build / "conf" / "local.conf").is_file()
+    dumped = _ok(runner, project, "dump", project.config)
+    assert "machine: qemux86-64" in dumped
+    heads = _ok(runner, project, "for-all-repos", project.config, "git rev-parse HEAD")
+    head = subprocess.run(
+        ["git", "-C", str(project.repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert head in heads
+
+
+def _repo_readonly(runner: Runner, project: Project, *args: str) -> bool:
+    dry = runner.kasctl(*args, "--dry-run", "--json", project.config, cwd=project.work)
+    assert dry.returncode == 0
+    mounts = json.loads(dry.stdout)["plan"]["mounts"]
+    return bool(next(m["readonly"] for m in mounts if m["target"] == "/repo"))
+
+
+def test_repo_is_read_only_for_build_and_writable_for_shell_and_lock(
+    project_factory: list[Project],
+) -> None:
+    runner = make_runner(MODE)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+
+    denied = runner.kasctl(
+        "shell", "--repo-ro", project.config, "-c", "touch /repo/x", cwd=project.work
+    )
+    assert denied.returncode != 0
+    assert "Read-only file system" in denied.stdout + denied.stderr
+    _ok(runner, project, "shell", project.config, "-c", "touch /repo/written")
+    assert (project.repo / "written").is_file()
+    assert owners(project.repo) == {(runner.uid, runner.gid)}
+    assert _repo_readonly(runner, project, "build")
+    assert not _repo_readonly(runner, project, "lock")
+    assert not _repo_readonly(runner, project, "dump", "--inplace")
+    assert _repo_readonly(runner, project, "dump")
+
+
+def test_diff_sees_both_repositories(project_factory: list[Project]) -> None:
+    runner = make_runner(MODE)
+    first = make_project(runner, fixture="oe-standin")
+    second = make_project(runner, fixture="oe-standin")
+    project_factory += [first, second]
+    other = second.repo / "oe-standin.yml"
+    other.write_text(other.read_text().replace("qemux86-64", "qemuarm64"))
+
+    out = _ok(runner, first, "diff", first.config, str(other))
+    assert "qemuarm64" in out
+
+
+def test_build_dir_outside_the_work_dir_and_bitbake_args(project_factory: list[Project]) -> None:
+    runner = make_runner(MODE)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+    outside = Path(tempfile.mkdtemp(prefix="kasctl-e2e-build-", dir="/tmp"))
+    shutil.chown(outside, runner.uid, runner.gid)
+    build = outside / "nested" / "build"
+    try:
+        out = _ok(
+            runner, project, "build", project.config, "--", "-k",
+            extra_env={"KAS_BUILD_DIR": str(build)},
+        )  # fmt: skip
+        assert "bitbake -c build -k oe-standin-image" in out  # kas puts them after its own
+        assert (build / "tmp" / "deploy" / "images" / "oe-standin.txt").is_file()
+        assert not project.build.exists()
+        assert owners(outside) == {(runner.uid, runner.gid)}
+    finally:
+        remove_tree(outside)
+
+
+def test_paths_with_spaces_and_colons_work_and_commas_are_refused(
+    project_factory: list[Project],
+) -> None:
+    runner = make_runner(MODE)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+    odd = project.work / "a dir: with spaces"
+    odd.mkdir()
+    shutil.chown(odd, runner.uid, runner.gid)
+
+    result = runner.kasctl(
+        "build", project.config, cwd=project.work, extra_env={"KAS_BUILD_DIR": str(odd / "b")}
+    )
+    assert result.returncode == 0
+    assert (odd / "b" / "tmp" / "deploy" / "images" / "oe-standin.txt").is_file()
+
+    refused = runner.kasctl(
+        "build", project.config, cwd=project.work, extra_env={"DL_DIR": "/tmp/a,b"}
+    )
+    assert refused.returncode == 2
+    assert "contains a comma" in refused.stderr
+    assert not Path("/tmp/a,b").exists()
