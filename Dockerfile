@@ -25,7 +25,7 @@ RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
  && apt-get install -y --no-install-recommends \
         python3 python3-yaml python3-distro python3-jsonschema python3-git \
         python3-colorlog python3-kconfiglib python3-gnupg python3-pip \
-        git ca-certificates locales tzdata less vim-tiny file \
+        git openssh-client ca-certificates locales tzdata less vim-tiny file \
         mmdebstrap sbuild schroot debootstrap uidmap acl bubblewrap \
         qemu-user-static binfmt-support reprepro dpkg-dev quilt \
         parted dosfstools mtools e2fsprogs fdisk gdisk zstd xz-utils \

@@ -23,6 +23,7 @@ Errors go to stderr as one `kasctl-entrypoint: error: ...` line, exit 125
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -40,6 +41,7 @@ from kasctl.subids import (
 
 BUILDER = "builder"
 HOME = "/builder"
+USERDATA = "/var/kas/userdata"
 LIBDIR = "/usr/lib/kasctl"
 #: The real sudo, kept without its setuid bit while the image is locked.
 SUDO_REAL = f"{LIBDIR}/sudo.real"
@@ -107,6 +109,25 @@ def remap_builder(uid: int, gid: int, home_owner: tuple[int, int] | None = None)
         for entry in dirs + files:
             os.lchown(os.path.join(root, entry), owner_uid, owner_gid)
     os.lchown(HOME, owner_uid, owner_gid)
+
+
+def install_ssh_dir(owner: tuple[int, int]) -> None:
+    """--ssh-dir arrives read-only and owned by the host user; ssh wants it private and
+    owned by builder, so it gets a copy in builder's home."""
+    source = f"{USERDATA}/.ssh"
+    if not os.path.isdir(source):
+        return
+    target = f"{HOME}/.ssh"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, symlinks=True)
+    for root, _dirs, files in os.walk(target):
+        os.chmod(root, 0o700)
+        os.lchown(root, *owner)
+        for name in files:
+            path = os.path.join(root, name)
+            os.lchown(path, *owner)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
 
 
 def own_maps() -> dict[str, tuple[Extent, ...]]:
@@ -289,6 +310,7 @@ def main(argv: list[str]) -> None:
             os.chmod(tool, 0o4755)
     elif uid != 0:
         remap_builder(uid, gid)
+    install_ssh_dir((0, 0) if nest else (uid, gid))
     if mode == "isar-rootless":
         if uid == 0:
             raise EntrypointError(

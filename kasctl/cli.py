@@ -18,9 +18,10 @@ from typing import Annotated
 
 import typer
 
-from kasctl import __version__, commands, config, detect, engines, image
+from kasctl import __version__, commands, config, credentials, detect, engines, image
 from kasctl.commands import COMMANDS, Command
 from kasctl.config import BuildSystem, Config
+from kasctl.credentials import CredentialOptions
 from kasctl.errors import KasctlError, UsageError
 from kasctl.plan import REPO, REPO2, Request, plan
 
@@ -68,6 +69,23 @@ NoProxy = Annotated[
     bool,
     typer.Option("--no-proxy-from-env", help="Do not pass the host's proxy variables."),
 ]
+SshDir = Annotated[
+    str | None, typer.Option("--ssh-dir", help="Share this ssh dir (read-only) as ~/.ssh.")
+]
+SshAgent = Annotated[
+    bool, typer.Option("--ssh-agent", help="Share the ssh agent socket (SSH_AUTH_SOCK).")
+]
+AwsDir = Annotated[
+    str | None, typer.Option("--aws-dir", help="Share this AWS config dir (read-only).")
+]
+GitCredStore = Annotated[
+    str | None,
+    typer.Option("--git-credential-store", help="Share this git credential store file."),
+]
+GitCredSocket = Annotated[
+    str | None,
+    typer.Option("--git-credential-socket", help="Share this git credential cache socket."),
+]
 Cmd = Annotated[
     str | None,
     typer.Option("-c", "--cmd", "--command", help="shell only: run this command, not a shell."),
@@ -91,6 +109,7 @@ class Options:
     runtime_args: str | None = None
     repo_rw: bool | None = None
     no_proxy_from_env: bool = False
+    credentials: CredentialOptions = CredentialOptions()
 
     def merged(self, **later: object) -> Options:
         """Command-level options win over global ones; flags add up."""
@@ -242,6 +261,7 @@ def run_kas(ctx: typer.Context, spec: Command, opts: Options, shell_cmd: str | N
         proxies_from_env=not opts.no_proxy_from_env,
         sudo_cmd=env.get("KAS_SUDO_CMD", "sudo"),
         pid=os.getpid(),
+        shares=credentials.collect(opts.credentials, env),
     )
     run_plan = plan(req, host, engine)
     for warning in run_plan.warnings:
@@ -287,6 +307,11 @@ def _kas_command(spec: Command) -> None:
         runtime_args: RuntimeArgs = None,
         repo_rw: RepoRw = None,
         no_proxy: NoProxy = False,
+        ssh_dir: SshDir = None,
+        ssh_agent: SshAgent = False,
+        aws_dir: AwsDir = None,
+        git_credential_store: GitCredStore = None,
+        git_credential_socket: GitCredSocket = None,
         cmd: Cmd = None,
     ) -> None:
         opts = (ctx.obj or Options()).merged(
@@ -299,6 +324,13 @@ def _kas_command(spec: Command) -> None:
             runtime_args=runtime_args,
             repo_rw=repo_rw,
             no_proxy_from_env=no_proxy,
+            credentials=CredentialOptions(
+                ssh_dir=ssh_dir,
+                ssh_agent=ssh_agent,
+                aws_dir=aws_dir,
+                git_credential_store=git_credential_store,
+                git_credential_socket=git_credential_socket,
+            ),
         )
         if cmd is not None and spec.name != "shell":
             raise UsageError(f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`")

@@ -153,6 +153,7 @@ def host_facts() -> HostFacts:
         apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
         podman_seccomp_profile=PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None,
         missing_caps=missing_capabilities(_read("/proc/self/status")),
+        localtime=os.readlink("/etc/localtime") if os.path.islink("/etc/localtime") else None,
         subuid_entries=subuid_entries,
         sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,

@@ -79,6 +79,8 @@ class HostFacts:
     subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)
     #: Capabilities the host's bounding set lacks (some VMs and nested containers).
     missing_caps: tuple[str, ...] = ()
+    #: Where /etc/localtime points (the host's time zone), if it is a link.
+    localtime: str | None = None
     #: The user behind sudo (SUDO_UID/SUDO_GID) when kasctl runs as root through it.
     sudo_uid: int | None = None
     sudo_gid: int | None = None

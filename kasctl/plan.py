@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasctl import __version__
+from kasctl import __version__, credentials
 from kasctl.config import BuildSystem, Config
+from kasctl.credentials import Share
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
 from kasctl.privileges import Grant, decide
@@ -92,6 +93,8 @@ class Request:
     sudo_cmd: str = "sudo"
     #: kasctl's own pid, recorded on the container so a leftover can be traced.
     pid: int = 0
+    #: Checked credentials to share read-only (kasctl.credentials.collect).
+    shares: tuple[Share, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,11 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         env.append(("KASCTL_AVOID_GIDS", render_avoid(host.reserved_gids)))
 
     names = PASSTHROUGH + (PROXIES if req.proxies_from_env else ())
-    env += [(n, req.env[n]) for n in names if req.env.get(n)]
+    env += [(n, req.env[n]) for n in names if req.env.get(n) and n != "TZ"]
+    mounts += [Mount(s.source, s.target, readonly=True) for s in req.shares]
+    env += credentials.environment(req.shares, req.env)
+    env += [("TZ", req.env["TZ"])] if req.env.get("TZ") else []
+    env += credentials.host_settings(req.env, host.localtime)
 
     labels = (
         (f"{LABEL_PREFIX}.version", __version__),
@@ -260,6 +267,7 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         warnings=tuple(
             _subid_warnings(req.build_system, mode, host)
             + _apparmor_warnings(req.build_system, host)
+            + credentials.setting_warnings(req.env)
         ),
         runtime_args=req.runtime_args,
     )

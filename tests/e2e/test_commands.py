@@ -121,3 +121,40 @@ def test_paths_with_spaces_and_colons_work_and_commas_are_refused(
     assert refused.returncode == 2
     assert "contains a comma" in refused.stderr
     assert not Path("/tmp/a,b").exists()
+
+
+CHECK_CREDENTIALS = (
+    "stat -c 'ssh: %U %a' /builder/.ssh/id_test; "
+    'test -S "$SSH_AUTH_SOCK" && echo agent: reachable; '
+    "grep -h machine ~/.netrc | sed 's/^/netrc: /'"
+)
+
+
+@pytest.mark.parametrize("mode", ["rootless-podman", "rootless-docker"])
+def test_credentials_reach_the_build(mode: str, project_factory: list[Project]) -> None:
+    runner = make_runner(mode)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+    ssh = project.work / "ssh"
+    ssh.mkdir()
+    (ssh / "id_test").write_text("not a real key\n")
+    (project.work / "netrc").write_text("machine git.example.invalid login x password y\n")
+    subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(project.work)], check=True)
+    agent = f"{project.work}/agent.sock"
+
+    result = runner.run(
+        [
+            "sh", "-c",
+            f'eval "$(ssh-agent -a {agent} -s)" >/dev/null; '
+            f"kasctl shell --ssh-dir ssh --ssh-agent {project.config} -c \"$0\"; "
+            'rc=$?; kill "$SSH_AGENT_PID"; exit $rc',
+            CHECK_CREDENTIALS,
+        ],
+        cwd=project.work,
+        extra_env={"NETRC_FILE": str(project.work / "netrc")},
+    )  # fmt: skip
+
+    assert result.returncode == 0
+    assert "ssh: builder 600" in result.stdout
+    assert "agent: reachable" in result.stdout
+    assert "netrc: machine git.example.invalid" in result.stdout
