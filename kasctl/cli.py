@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,8 @@ from kasctl.commands import COMMANDS, Command
 from kasctl.config import BuildSystem, Config
 from kasctl.credentials import CredentialOptions
 from kasctl.errors import KasctlError, UsageError
-from kasctl.plan import REPO, REPO2, Request, plan
+from kasctl.facts import EngineFacts, HostFacts
+from kasctl.plan import REPO, REPO2, Request, plan, worktree_gitfile_text
 
 log = logging.getLogger("kasctl")
 
@@ -263,6 +265,27 @@ def run_kas(ctx: typer.Context, spec: Command, opts: Options, shell_cmd: str | N
         pid=os.getpid(),
         shares=credentials.collect(opts.credentials, env),
     )
+    with tempfile.TemporaryDirectory(prefix="kasctl-") as scratch:
+        worktree = config.worktree_of(cfg.repo_dir) if cfg else None
+        if worktree is not None:
+            gitfile = Path(scratch) / "dotgit"
+            gitfile.write_text(worktree_gitfile_text(worktree))
+            gitfile.chmod(0o644)
+            req = replace(req, worktree=worktree, worktree_gitfile=str(gitfile))
+        return _plan_and_run(req, host, engine, opts, spec, cfg, work_dir)
+
+
+def _plan_and_run(
+    req: Request,
+    host: HostFacts,
+    engine: EngineFacts,
+    opts: Options,
+    spec: Command,
+    cfg: Config | None,
+    work_dir: Path,
+) -> int:
+    env = os.environ
+    kind = engine.kind
     run_plan = plan(req, host, engine)
     for warning in run_plan.warnings:
         log.warning("%s", warning)

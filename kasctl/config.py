@@ -261,6 +261,31 @@ def repo_dir_of(path: Path) -> Path:
     return directory
 
 
+@dataclass(frozen=True)
+class Worktree:
+    """A git worktree: its .git is a file pointing into another repository's .git."""
+
+    common_dir: Path
+    #: The worktree's own directory, relative to common_dir (worktrees/NAME).
+    gitdir: str
+
+
+def worktree_of(repo_dir: Path) -> Worktree | None:
+    """Read repo_dir/.git when it is a file (`gitdir: ...`); None for a plain repo."""
+    dotgit = repo_dir / ".git"
+    if not dotgit.is_file():
+        return None
+    text = dotgit.read_text().strip()
+    if not text.startswith("gitdir:"):
+        return None
+    gitdir = (repo_dir / text.split(":", 1)[1].strip()).resolve()
+    commondir = gitdir / "commondir"
+    common = (gitdir / commondir.read_text().strip()).resolve() if commondir.is_file() else None
+    if common is None or not gitdir.is_relative_to(common):
+        return None
+    return Worktree(common_dir=common, gitdir=gitdir.relative_to(common).as_posix())
+
+
 def split_config_arg(arg: str) -> list[Path]:
     """`a.yml:b.yml` -> [a.yml, b.yml]; an empty part is an error, not ignored."""
     parts = arg.split(":")

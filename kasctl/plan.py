@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kasctl import __version__, credentials
-from kasctl.config import BuildSystem, Config
+from kasctl.config import BuildSystem, Config, Worktree
 from kasctl.credentials import Share
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
@@ -25,6 +25,8 @@ WORK = "/work"
 REPO = "/repo"
 #: The second config's repository (diff).
 REPO2 = "/repo2"
+#: A worktree's common git dir.
+REPO_COMMON = "/repo-common"
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
@@ -95,6 +97,10 @@ class Request:
     pid: int = 0
     #: Checked credentials to share read-only (kasctl.credentials.collect).
     shares: tuple[Share, ...] = ()
+    #: The config repo is a git worktree: its common dir, and a host file holding
+    #: the .git text that points there inside the container.
+    worktree: Worktree | None = None
+    worktree_gitfile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,12 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
             mounts.append(Mount(_check_path(cfg.repo_dir, "repository"), target, not writable))
     if req.config is not None:
         workdir = REPO
+        if req.worktree is not None and req.worktree_gitfile is not None:
+            common = _check_path(req.worktree.common_dir, "git common dir")
+            mounts.append(Mount(common, REPO_COMMON, not writable))
+            mounts.append(Mount(req.worktree_gitfile, f"{REPO}/.git", True))
+            if req.config.repo_dir == req.work_dir:
+                mounts.append(Mount(req.worktree_gitfile, f"{WORK}/.git", True))
     if req.bitbake_args:
         command += ["--", *req.bitbake_args]
 
@@ -271,3 +283,8 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         ),
         runtime_args=req.runtime_args,
     )
+
+
+def worktree_gitfile_text(worktree: Worktree) -> str:
+    """What /repo/.git says inside the container: the common dir is at /repo-common."""
+    return f"gitdir: {REPO_COMMON}/{worktree.gitdir}\n"

@@ -158,3 +158,26 @@ def test_credentials_reach_the_build(mode: str, project_factory: list[Project]) 
     assert "ssh: builder 600" in result.stdout
     assert "agent: reachable" in result.stdout
     assert "netrc: machine git.example.invalid" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["rootless-podman", "system-docker"])
+def test_git_worktree_works_inside_the_container(mode: str, project_factory: list[Project]) -> None:
+    runner = make_runner(mode)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+    worktree = project.work / "wt"
+    subprocess.run(
+        ["runuser", "-u", runner.user.pw_name, "--", "git", "-C", str(project.repo),
+         "worktree", "add", "-q", str(worktree)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    head = subprocess.run(
+        ["git", "-C", str(project.repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+    result = runner.kasctl(
+        "shell", "wt/oe-standin.yml", "-c", "git -C /repo rev-parse HEAD", cwd=project.work
+    )
+
+    assert result.returncode == 0
+    assert head in result.stdout

@@ -544,3 +544,27 @@ def test_warns_when_apparmor_restricts_userns_without_rootlesskit(mode: EngineMo
     with_profile = replace(restricted, apparmor_rootlesskit_profile=True)
     assert not any("apparmor" in w for w in make_plan(mode, IR, host=with_profile).warnings)
     assert not any("apparmor" in w for w in make_plan(mode, OE, host=restricted).warnings)
+
+
+def test_worktree_gets_its_common_dir_and_a_rewritten_dot_git(tmp_path: Path) -> None:
+    from kasctl.config import worktree_of
+    from kasctl.plan import worktree_gitfile_text
+
+    main = tmp_path / "main"
+    (main / ".git" / "worktrees" / "wt").mkdir(parents=True)
+    (main / ".git" / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text(f"gitdir: {main}/.git/worktrees/wt\n")
+
+    tree = worktree_of(wt)
+    assert tree is not None
+    assert tree.common_dir == main / ".git"
+    assert worktree_gitfile_text(tree) == "gitdir: /repo-common/worktrees/wt\n"
+    assert worktree_of(main) is None  # a plain repository
+
+    cfg = Config(files=(ConfigFile(path=wt / "kas.yml", data={}),), repo_dir=wt, build_system=OE)
+    p = make_plan(SD, OE, config=cfg, worktree=tree, worktree_gitfile="/tmp/x/dotgit")
+    targets = {m.target: (m.source, m.readonly) for m in p.mounts}
+    assert targets["/repo-common"] == (str(main / ".git"), True)
+    assert targets["/repo/.git"] == ("/tmp/x/dotgit", True)
