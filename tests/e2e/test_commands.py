@@ -181,3 +181,19 @@ def test_git_worktree_works_inside_the_container(mode: str, project_factory: lis
 
     assert result.returncode == 0
     assert head in result.stdout
+
+
+def test_plain_build_uses_the_repository_menu_recorded(project_factory: list[Project]) -> None:
+    runner = make_runner(MODE)
+    project = make_project(runner, fixture="oe-standin")
+    project_factory.append(project)
+    # what `kasctl menu` leaves behind: kas's .config.yaml plus the host repository
+    (project.work / ".config.yaml").write_text(
+        "header:\n  version: 14\n  includes:\n  - oe-standin.yml\n"
+        f"_source_dir: /repo\n_source_dir_host: {project.repo}\n"
+    )
+    shutil.chown(project.work / ".config.yaml", runner.uid, runner.gid)
+
+    _ok(runner, project, "build")
+
+    assert (project.build / "tmp" / "deploy" / "images" / "oe-standin.txt").is_file()

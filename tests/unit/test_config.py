@@ -591,3 +591,24 @@ def test_load_file_fuzz_structured(
         assert exc.where is not None and exc.where.startswith(f"{path}:")
         line = int(exc.where.removeprefix(f"{path}:"))
         assert 1 <= line <= max(1, text.count("\n"))
+
+
+def test_menu_kconfig_names_the_build_system_and_its_repository(tmp_path: Path) -> None:
+    from kasctl.config import load_kconfig, remember_source_dir
+
+    kconfig = tmp_path / "Kconfig"
+    kconfig.write_text(
+        'mainmenu "x"\n\nconfig KAS_BUILD_SYSTEM\n\tstring\n\tdefault "isar-rootless"\n\n'
+        'config KAS_INCLUDE_MAIN\n\tstring\n\tdefault "kas.yml"\n'
+    )
+    cfg = load_kconfig(str(kconfig), None)
+    assert cfg.build_system is BuildSystem.ISAR_ROOTLESS
+    assert cfg.repo_dir == tmp_path
+    assert cfg.container_paths("/repo") == ["/repo/Kconfig"]
+
+    (tmp_path / ".config.yaml").write_text("header:\n  version: 14\n_source_dir: /repo\n")
+    remember_source_dir(tmp_path, tmp_path / "src")
+    remember_source_dir(tmp_path, tmp_path / "src")  # once, not twice
+    text = (tmp_path / ".config.yaml").read_text()
+    assert text.count("_source_dir_host") == 1
+    assert f'_source_dir_host: "{tmp_path / "src"}"' in text
