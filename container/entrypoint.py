@@ -61,6 +61,8 @@ KAS_COMMANDS = {
     "menu",
 }
 EXIT_START = 125
+#: Cleans kasctl does itself in isar-rootless (purge stays with kas).
+CLEANS = {"clean", "cleansstate", "cleanall"}
 
 
 class EntrypointError(KasctlError):
@@ -282,6 +284,28 @@ def command_line(argv: list[str]) -> list[str]:
     )
 
 
+def rootless_clean(cmd: list[str]) -> list[str]:
+    """isar-rootless clean/cleansstate/cleanall: one user namespace for the whole job.
+
+    kas's own clean enters a namespace per foreign-owned directory; kasctl's
+    cleaner (kasctl.clean) runs once as root of ONE `unshare --map-auto
+    --map-root-user`, which maps builder and all of its sub-ids.
+    """
+    from kasctl import clean
+
+    build_dir = (
+        os.environ.get("KAS_BUILD_DIR") or f"{os.environ.get('KAS_WORK_DIR', '/work')}/build"
+    )
+    return clean.namespaced_argv(
+        sys.executable,
+        cmd[1],
+        build_dir,
+        dry_run="--dry-run" in cmd,
+        work_dir=os.environ.get("KAS_WORK_DIR", "/work"),
+        home=HOME,
+    )
+
+
 def main(argv: list[str]) -> None:
     image_for = os.environ.get("KASCTL_VERSION")
     if image_for and image_for != __version__:
@@ -311,6 +335,8 @@ def main(argv: list[str]) -> None:
     elif uid != 0:
         remap_builder(uid, gid)
     install_ssh_dir((0, 0) if nest else (uid, gid))
+    if mode == "isar-rootless" and len(cmd) > 1 and cmd[0] == "kas" and cmd[1] in CLEANS:
+        cmd = rootless_clean(cmd)
     if mode == "isar-rootless":
         if uid == 0:
             raise EntrypointError(

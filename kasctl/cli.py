@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from kasctl import __version__, commands, config, credentials, detect, engines, image
+from kasctl import __version__, clean, commands, config, credentials, detect, engines, image
 from kasctl.commands import COMMANDS, Command
 from kasctl.config import BuildSystem, Config
 from kasctl.credentials import CredentialOptions
@@ -224,7 +224,25 @@ def _load_configs(
     return first, second, parsed.with_configs(rewritten)
 
 
-def run_kas(ctx: typer.Context, spec: Command, opts: Options, shell_cmd: str | None) -> int:
+def _clean_preview(command: str, work_dir: Path, env: os._Environ[str]) -> int:
+    """`kasctl clean --dry-run`: the paths the real clean removes, listed on the host."""
+    build_dir = env.get("KAS_BUILD_DIR") or str(work_dir / "build")
+    report = clean.preview(command, build_dir, env, work_dir=str(work_dir), home=env.get("HOME"))
+    for path in report.removed:
+        print(path)
+    for path, why in report.left:
+        print(f"kasctl: would be left: {path}: {why}", file=sys.stderr)
+    return 1 if report.left else 0
+
+
+def run_kas(
+    ctx: typer.Context,
+    spec: Command,
+    opts: Options,
+    shell_cmd: str | None,
+    *,
+    clean_dry_run: bool = False,
+) -> int:
     """Load config, gather facts, plan, then print or run. Returns the exit status."""
     parsed = commands.parse(spec, list(ctx.args))
     env = os.environ
@@ -234,6 +252,14 @@ def run_kas(ctx: typer.Context, spec: Command, opts: Options, shell_cmd: str | N
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
     if shell_cmd is not None:
         kas_args = ("-c", shell_cmd, *kas_args)
+    if spec.name in clean.COMMANDS:
+        build_dir = env.get("KAS_BUILD_DIR") or str(work_dir / "build")
+        # refused on the host, before any container: /, $HOME, the work dir itself
+        clean.check_dirs(spec.name, build_dir, env, str(work_dir), env.get("HOME"))
+        if clean_dry_run:
+            return _clean_preview(spec.name, work_dir, env)
+    elif clean_dry_run:  # purge: kas itself lists what it would remove
+        kas_args = (*kas_args, "--dry-run")
 
     host = detect.host_facts()
     if host.uid == 0 and host.sudo_uid is None and env.get("KAS_ALLOW_ROOT") != "yes":
@@ -357,6 +383,10 @@ def _kas_command(spec: Command) -> None:
         )
         if cmd is not None and spec.name != "shell":
             raise UsageError(f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`")
+        if spec.cleans and dry_run and not as_json:
+            # kas's meaning, as kas-container users know it: list what would go
+            return_code = run_kas(ctx, spec, replace(opts, dry_run=False), cmd, clean_dry_run=True)
+            raise typer.Exit(return_code)
         raise typer.Exit(run_kas(ctx, spec, opts, cmd))
 
     command.__doc__ = spec.help

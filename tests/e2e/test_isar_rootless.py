@@ -83,8 +83,14 @@ def test_rootfs_lands_on_no_host_id_and_clean_removes_it(
         assert uid == runner.uid or not _named_uid(uid), f"file owned by host user {uid}"
         assert gid == runner.gid or not _named_gid(gid), f"file owned by host group {gid}"
 
+    listed = runner.kasctl("clean", "--dry-run", project.config, cwd=project.work)
+    assert listed.returncode == 0
+    assert listed.stdout.split() == [str(project.build / "tmp")]
+    assert rootfs.exists(), "--dry-run removes nothing"
+
     cleaned = runner.kasctl("clean", project.config, cwd=project.work)
     assert cleaned.returncode == 0
+    assert "/work/build/tmp" in cleaned.stdout, "kasctl's one-namespace cleaner did the work"
     assert not (project.build / "tmp").exists()
     assert owners(project.work) == {(runner.uid, runner.gid)}
 
