@@ -193,10 +193,14 @@ MANAGED_CREATED = ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR"
 
 
 def _prepare_dirs(env: os._Environ[str]) -> None:
-    """Create the managed dirs kas-container creates; KAS_REPO_REF_DIR must already exist."""
+    """Create the managed dirs kas-container creates."""
     for var in MANAGED_CREATED:
         if env.get(var):
             Path(env[var]).mkdir(parents=True, exist_ok=True)
+
+
+def _check_ref_dir(env: os._Environ[str]) -> None:
+    """KAS_REPO_REF_DIR holds reference clones: it must exist, it is never created."""
     ref = env.get("KAS_REPO_REF_DIR")
     if ref and not Path(ref).is_dir():
         raise UsageError(
@@ -247,6 +251,7 @@ def run_kas(
     parsed = commands.parse(spec, list(ctx.args))
     env = os.environ
     work_dir = _work_dir(env)
+    _check_ref_dir(env)
     override = opts.build_system_override()
     cfg, cfg2, kas_args = _load_configs(spec, parsed, work_dir, override)
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)

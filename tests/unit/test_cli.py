@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from kasctl import __version__
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def kasctl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def kasctl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kasctl", *args],
         cwd=cwd,
@@ -25,6 +28,7 @@ def kasctl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             "KAS_ALLOW_ROOT": "yes",
             "HOME": str(cwd),
             "PYTHONPATH": str(ROOT),  # this source tree, not an installed copy
+            **(env or {}),
         },
         check=False,
     )
@@ -82,3 +86,22 @@ def test_no_engine_is_a_host_error_with_a_fix(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "no container engine found" in result.stderr
     assert "kasctl: fix:" in result.stderr
+
+
+def test_missing_work_dir_and_ref_dir_are_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "ok.yml").write_text("header:\n  version: 14\n")
+    gone = str(tmp_path / "gone")
+    for variable in ("KAS_WORK_DIR", "KAS_REPO_REF_DIR"):
+        result = kasctl("build", "ok.yml", cwd=tmp_path, env={variable: gone})
+        assert result.returncode == 2
+        assert f"{variable} {gone!r} does not exist" in result.stderr
+        assert not Path(gone).exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to show the refusal of root")
+def test_root_is_refused_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "ok.yml").write_text("header:\n  version: 14\n")
+    result = kasctl("build", "ok.yml", cwd=tmp_path, env={"KAS_ALLOW_ROOT": "no"})
+    assert result.returncode == 2
+    assert "refusing to run as root" in result.stderr
+    assert "KAS_ALLOW_ROOT=yes" in result.stderr
