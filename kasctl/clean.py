@@ -127,9 +127,13 @@ def _refuse(
     dangers += [(work_dir, "the work directory (KAS_WORK_DIR)")]
     dangers += [(p, f"the directory {v} names") for v, p in others.items()]
     for danger, what in dangers:
-        if danger and real == os.path.realpath(danger):
+        if not danger:
+            continue
+        precious = os.path.realpath(danger)
+        if real == precious or precious.startswith(f"{real.rstrip('/')}/"):
+            how = "is" if real == precious else "contains"
             raise UsageError(
-                f"refusing to clean {path}: it resolves to {real}, {what}",
+                f"refusing to clean {path}: it resolves to {real}, which {how} {what}",
                 where=var,
                 fix=_FIXES.get(var),
             )
@@ -140,7 +144,9 @@ def check_build_dir(build_dir: str, work_dir: str | None, home: str | None) -> N
 
     With root over every sub-id, a wrong KAS_BUILD_DIR (empty, `~`, `.`)
     would have clean remove the tmp* entries of the wrong tree; the check
-    resolves symlinks, so a link to one of those is refused as well.
+    resolves symlinks, so a link to one of those is refused as well. A
+    directory that contains $HOME or the work dir is refused too: its tmp*
+    entries may be them.
     """
     _refuse("KAS_BUILD_DIR", build_dir, work_dir, home, {})
 
@@ -148,10 +154,10 @@ def check_build_dir(build_dir: str, work_dir: str | None, home: str | None) -> N
 def check_dirs(
     command: str, build_dir: str, env: Mapping[str, str], work_dir: str | None, home: str | None
 ) -> None:
-    """check_build_dir, and the same for SSTATE_DIR / DL_DIR, which must not be the build dir.
+    """check_build_dir, and the same for SSTATE_DIR / DL_DIR, which must not hold the build dir.
 
     Their CONTENTS are emptied, so pointing one at /, $HOME, the work dir or
-    the build dir would empty that directory.
+    the build dir (or at a directory holding one of them) would empty it.
     """
     check_build_dir(build_dir, work_dir, home)
     for var, directory in _selection(command, build_dir, env)[1:]:
@@ -321,8 +327,10 @@ def clean(
     mounts: frozenset[str] | None = None,
     on_removed: Callable[[str], None] | None = None,
 ) -> Report:
-    """Check the directories, then remove (or, dry, walk) every target; never raises on I/O errors.
+    """Check the directories, then remove (or, dry, walk) every target, going on past errors.
 
+    I/O errors of the removal end up in the report; only a refusal (UsageError)
+    or an unreadable mount table or directory to list (HostError) raise.
     `on_removed` is called with each top-level path once it is gone, so a
     long clean shows progress. `mounts` defaults to the mount table.
     """

@@ -264,12 +264,27 @@ def test_build_dir_resolving_to_root_is_refused(
     assert "KAS_BUILD_DIR: refusing to clean" in err
 
 
+def test_a_build_dir_holding_the_work_dir_or_home_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "tmp-work"  # a tmp* entry of the build dir below
+    (work / "data").mkdir(parents=True)
+
+    code, out, err = run_main(["clean", str(tmp_path), "--work-dir", str(work)], capsys)
+
+    assert (code, out) == (2, "")
+    assert "which contains the work directory" in err
+    assert (work / "data").is_dir()
+    with pytest.raises(UsageError, match="contains your home directory"):
+        clean.check_build_dir(str(tmp_path), None, str(tmp_path / "tmphome" / "me"))
+
+
 @pytest.mark.parametrize("var", ["SSTATE_DIR", "DL_DIR"])
 def test_a_cache_dir_that_is_the_work_dir_or_the_build_dir_is_refused(
     var: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build = make_build(tmp_path)
-    for bad in (build.parent, build):
+    for bad in (build.parent, build, tmp_path):
         monkeypatch.setenv(var, str(bad))
         with pytest.raises(UsageError) as info:
             clean.clean("cleanall", str(build), os.environ, work_dir=str(build.parent), home=None)
