@@ -332,14 +332,15 @@ def _plan_and_run(
         return 0
     _prepare_dirs(env)
     log.debug("running: %s", engines.show(argv))
-    if not image.image_exists(engine.binary, run_plan.image):
+    engine_cmd = [*run_plan.executor, run_plan.binary]
+    if not image.image_exists(engine_cmd, run_plan.image):
         if env.get("KAS_CONTAINER_IMAGE"):
             raise UsageError(
                 f"image {run_plan.image} (KAS_CONTAINER_IMAGE) is not in {kind}'s store",
                 fix="load or build it first",
             )
         print(f"kasctl: image {run_plan.image} is missing; building it now", file=sys.stderr)
-        image.build(engine.binary, run_plan.image)
+        image.build(engine_cmd, run_plan.image)
     status = engines.run(run_plan)
     if status == 0 and spec.kconfig and cfg is not None:
         config.remember_source_dir(work_dir, cfg.repo_dir)
@@ -415,7 +416,9 @@ def image_build(
     opts = (ctx.obj or Options()).merged(engine=engine)
     kind = detect.choose_engine(opts.engine, BuildSystem.ISAR_ROOTLESS, os.environ)
     binary = detect.engine_facts(kind, os.environ).binary
-    image.build(binary, image.default_image(os.environ), bootstrap=True if bootstrap_base else None)
+    image.build(
+        [binary], image.default_image(os.environ), bootstrap=True if bootstrap_base else None
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,9 +48,14 @@ def default_image(env: Mapping[str, str]) -> str:
     return f"{path}/{name}:{tag}" + (f"-{distro}" if distro else "")
 
 
-def image_exists(binary: str, image: str) -> bool:
+#: How the engine is invoked: its binary, after the privileged executor if any
+#: (isar-privileged reaches the rootful store through sudo, and so must the image).
+Engine = Sequence[str]
+
+
+def image_exists(engine: Engine, image: str) -> bool:
     out = subprocess.run(
-        [binary, "image", "inspect", image], capture_output=True, text=True, check=False
+        [*engine, "image", "inspect", image], capture_output=True, text=True, check=False
     )
     return out.returncode == 0
 
@@ -133,7 +138,7 @@ def fetch_kas_wheel(dest: Path, env: Mapping[str, str]) -> Path:
     return dest / name
 
 
-def bootstrap_base(binary: str, tag: str = BASE_IMAGE, mirror: str = DEBIAN_MIRROR) -> None:
+def bootstrap_base(engine: Engine, tag: str = BASE_IMAGE, mirror: str = DEBIAN_MIRROR) -> None:
     """Make the base image from the Debian mirror (no registry needed) and import it."""
     if not shutil.which("mmdebstrap"):
         raise HostError(
@@ -146,7 +151,7 @@ def bootstrap_base(binary: str, tag: str = BASE_IMAGE, mirror: str = DEBIAN_MIRR
         _run_logged(
             ["mmdebstrap", "--variant=minbase", BASE_SUITE, str(tarball), mirror], "mmdebstrap"
         )
-        _run_logged([binary, "import", str(tarball), tag], f"{Path(binary).name} import")
+        _run_logged([*engine, "import", str(tarball), tag], f"{Path(engine[-1]).name} import")
     print(f"kasctl: imported base image {tag}", file=sys.stderr)
 
 
@@ -157,21 +162,21 @@ def _run_logged(argv: Sequence[str], what: str) -> None:
         raise HostError(f"{what} failed (exit {out.returncode}):\n{tail}")
 
 
-def ensure_base(binary: str, tag: str, bootstrap: bool | None) -> None:
+def ensure_base(engine: Engine, tag: str, bootstrap: bool | None) -> None:
     """bootstrap=True: always mmdebstrap; None: pull, then mmdebstrap if that fails."""
-    if bootstrap is not True and image_exists(binary, tag):
+    if bootstrap is not True and image_exists(engine, tag):
         return
     if bootstrap is None:
-        pulled = subprocess.run([binary, "pull", tag], capture_output=True, text=True, check=False)
+        pulled = subprocess.run([*engine, "pull", tag], capture_output=True, text=True, check=False)
         if pulled.returncode == 0:
             return
         reason = (pulled.stderr.strip().splitlines() or ["no registry"])[-1]
         print(f"kasctl: cannot pull {tag} ({reason}); falling back to mmdebstrap", file=sys.stderr)
-    bootstrap_base(binary, tag)
+    bootstrap_base(engine, tag)
 
 
 def build(
-    binary: str,
+    engine: Engine,
     image: str,
     *,
     bootstrap: bool | None = None,
@@ -179,7 +184,7 @@ def build(
     env: Mapping[str, str] = os.environ,
 ) -> None:
     """Build the kasctl image under `image`, showing one progress line per build step."""
-    ensure_base(binary, base, bootstrap)
+    ensure_base(engine, base, bootstrap)
     data = _data_dir()
     with tempfile.TemporaryDirectory(prefix="kasctl-image-") as tmp:
         ctx = Path(tmp)
@@ -189,7 +194,7 @@ def build(
         write_self_wheel(ctx / "wheels")
         fetch_kas_wheel(ctx / "wheels", env)
         argv = [
-            binary,
+            *engine,
             "build",
             "-t",
             image,
