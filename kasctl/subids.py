@@ -200,11 +200,6 @@ def choose_range(
     return max(free, key=lambda r: (r.count, -r.start))
 
 
-def is_identity(extents: Sequence[Extent]) -> bool:
-    """True when the container shares the parent's ids (no user namespace)."""
-    return all(e.inside == e.outside for e in extents)
-
-
 def isar_maps(rng: Range) -> list[Extent]:
     """The nested map Isar's rootless mode builds from a range (for doctor's report)."""
     linear = rng.count - 2
