@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import re
+import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,6 +28,9 @@ log = logging.getLogger("kasctl")
 
 #: The newest config format version kas 5.5 (the image's kas) understands.
 NEWEST_FORMAT = 23
+#: The only file names kas reads as configs (it refuses any other extension).
+SUFFIXES = (".yml", ".yaml", ".json")
+FORMAT_REFERENCE = "https://kas.readthedocs.io/en/latest/userguide/project-configuration.html"
 
 
 class BuildSystem(enum.Enum):
@@ -68,6 +73,8 @@ class ConfigFile:
 
     path: Path
     data: dict[str, Any]
+    #: 1-based line of each key path (YAML only), for messages about this file.
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...
         seen.add(id(n))
         lines.setdefault(path, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
+            given: dict[Any, int] = {}
             for key, value in n.value:
                 if key.tag == MERGE_TAG:  # `<<: *anchor`: its keys land on this level
                     walk(value, path)
@@ -120,8 +128,20 @@ def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...
                         "a mapping key must be a plain value, not a list or mapping",
                         where=f"{shown}:{key.start_mark.line + 1}",
                     )
-                child = path + (loader.construct_object(key, deep=True),)
-                lines[child] = key.start_mark.line + 1
+                name = loader.construct_object(key, deep=True)
+                line = key.start_mark.line + 1
+                if name in given:
+                    # kas (PyYAML) silently keeps the last one: a lost block is worth a word
+                    log.warning(
+                        "%s:%d: %s is given twice (also on line %d); the later one wins",
+                        shown,
+                        line,
+                        _key_path(path + (name,)),
+                        given[name],
+                    )
+                given.setdefault(name, line)
+                child = path + (name,)
+                lines[child] = line
                 walk(value, child)
         elif isinstance(n, yaml.SequenceNode):
             for index, item in enumerate(n.value):
@@ -150,25 +170,70 @@ def _key_path(path: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _read_config_text(path: Path, what: str) -> str:
+    """A config-like file's text, or one ConfigError that says what is wrong with the path.
+
+    Only regular files are opened: a fifo or a device would block or never end,
+    and the container could not see it anyway.
+    """
+    shown = str(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        hint = " (CONFIG may be a.yml:b.yml)" if what == "config file" else ""
+        raise ConfigError(f"{what} not found", where=shown, fix=f"check the path{hint}") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{what} cannot be reached: permission denied on a directory above it",
+            where=shown,
+            fix="check the modes of the directories on its path",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what}: {exc.strerror}", where=shown) from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"the {what} is a directory, not a file",
+            where=shown,
+            fix="name a file in it, e.g. DIR/kas.yml",
+        )
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a fifo" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        )
+        raise ConfigError(
+            f"the {what} is {kind}, not a regular file",
+            where=shown,
+            fix="write the config to a file in the repository and name that file",
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ConfigError(
+            f"the {what} is not readable (permission denied)",
+            where=shown,
+            fix="check its mode and owner: kasctl reads it as the user who runs it",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the {what} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            where=shown,
+            fix="save it as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what}: {exc.strerror}", where=shown) from None
+
+
 def load_file(path: Path) -> ConfigFile:
     """Read, parse and validate one config file; raise ConfigError on any problem."""
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = _read_config_text(path, "config file")
+    if path.suffix not in SUFFIXES:
         raise ConfigError(
-            "config file not found", where=shown, fix="check the path (CONFIG may be a.yml:b.yml)"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError("config path is a directory, not a file", where=shown) from None
-    except PermissionError:
-        raise ConfigError(
-            "config file is not readable", where=shown, fix="check its mode"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file is not UTF-8 text ({exc.reason})", where=shown) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", where=shown) from None
+            "kas reads only .yml, .yaml and .json config files, and this name "
+            + (f"ends in {path.suffix!r}" if path.suffix else "has no suffix"),
+            where=shown,
+            fix=f"rename it to {path.stem}.yml",
+        )
 
     lines: dict[tuple[Any, ...], int] = {}
     if path.suffix == ".json":
@@ -185,7 +250,12 @@ def load_file(path: Path) -> ConfigFile:
             mark = exc.problem_mark or exc.context_mark
             where = f"{shown}:{mark.line + 1}" if mark else shown
             problem = exc.problem or exc.context or "invalid YAML"
-            raise ConfigError(f"YAML syntax error: {problem}", where=where) from None
+            fix = (
+                "YAML indents with spaces only: replace the tab"
+                if "\\t" in problem
+                else "check the indentation, colons and quotes on that line and the one before"
+            )
+            raise ConfigError(f"YAML syntax error: {problem}", where=where, fix=fix) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"YAML error: {exc}", where=shown) from None
 
@@ -196,7 +266,7 @@ def load_file(path: Path) -> ConfigFile:
             fix="a kas config needs at least `header: {version: 14}`",
         )
     _validate(data, lines, shown)
-    return ConfigFile(path=path, data=data)
+    return ConfigFile(path=path, data=data, lines=lines)
 
 
 def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
@@ -229,11 +299,41 @@ def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
             path += (unknown[0],)
     line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), 1)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    fix = f"see the kas config format: {FORMAT_REFERENCE}"
+    if not path and best.validator == "type":
+        fix = "a kas config is a mapping that starts with `header: {version: 14}`"
     raise ConfigError(
-        f"{_key_path(path)}: {_describe(best)}{more}",
-        where=f"{shown}:{line}",
-        fix="see the kas config format reference for this key",
+        f"{_key_path(path)}: {_describe(best)}{more}", where=f"{shown}:{line}", fix=fix
     )
+
+
+TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+def _expected(schema: Any) -> str:
+    """What a (sub)schema accepts, in words: `'0.10'`, `an integer >= 1`, `a mapping`."""
+    if not isinstance(schema, dict):
+        return "a valid value"
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return " or ".join(map(repr, schema["enum"]))
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    text = " or ".join(TYPE_NAMES.get(k, k) for k in kinds) or "a valid value"
+    if "minimum" in schema:
+        text += f" >= {schema['minimum']}"
+    if schema.get("required"):
+        text += " with " + " and ".join(map(repr, schema["required"]))
+    return text
 
 
 def _describe(error: Any) -> str:
@@ -244,7 +344,14 @@ def _describe(error: Any) -> str:
         allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
         return f"{error.instance!r} is not one of {', '.join(map(repr, allowed))}"
     if error.validator in ("anyOf", "oneOf"):
-        return f"{error.instance!r} is not a valid value here"
+        choices = " or ".join(_expected(s) for s in error.validator_value)
+        return f"{error.instance!r} is not valid here: expected {choices}"
+    if error.validator == "type":
+        return f"{error.instance!r} is not {_expected({'type': error.validator_value})}"
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        if missing:
+            return f"the required key {missing[0]!r} is missing"
     return str(error.message)
 
 
@@ -286,6 +393,21 @@ def worktree_of(repo_dir: Path) -> Worktree | None:
     return Worktree(common_dir=common, gitdir=gitdir.relative_to(common).as_posix())
 
 
+#: Characters a bind-mount source may not hold: --mount splits on ',', and a
+#: newline breaks every engine's option parsing.
+UNMOUNTABLE = (",", "\n", "\r")
+
+
+def check_mountable(path: Path, what: str) -> None:
+    """Refuse, before any engine is asked, a host dir that must be mounted but cannot be."""
+    if any(c in str(path) for c in UNMOUNTABLE):
+        raise ConfigError(
+            f"{what} {str(path)!r} has a comma or a line break in its path, "
+            "which container engines cannot mount",
+            fix="rename or move it (kasctl mounts its real path, so a symlink does not help)",
+        )
+
+
 def split_config_arg(arg: str) -> list[Path]:
     """`a.yml:b.yml` -> [a.yml, b.yml]; an empty part is an error, not ignored."""
     parts = arg.split(":")
@@ -308,6 +430,8 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
                 where=str(f.path),
                 fix="all files of a:b:c must live in the first file's repository",
             )
+    check_mountable(repo, "the config's repository")
+    check_includes(files, repo)
     first = files[0]
     if build_system_override is not None:
         build_system = build_system_override
@@ -315,8 +439,84 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
         build_system = BuildSystem.parse(
             str(first.data.get("build_system", "openembedded")), str(first.path)
         )
-    files = tuple(ConfigFile(path=f.path.resolve(), data=f.data) for f in files)
+    files = tuple(ConfigFile(path=f.path.resolve(), data=f.data, lines=f.lines) for f in files)
     return Config(files=files, repo_dir=repo, build_system=build_system)
+
+
+def _include_target(item: str, repo: Path, including: Path, where: str) -> Path:
+    """The host file a plain-string include names, as kas finds it inside the container.
+
+    kas looks first below the repository root, then (with a warning) next to
+    the including file. The container sees only the repository (at /repo), so
+    a path that leaves it, or a symlink that points out of it, is not there.
+    """
+    candidates = [Path(os.path.abspath(base / item)) for base in (repo, including.parent)]
+    for candidate in candidates:
+        if not candidate.is_relative_to(repo) or not os.path.lexists(candidate):
+            continue
+        real = candidate.resolve()
+        if not real.is_relative_to(repo):
+            raise ConfigError(
+                f"include {item!r} is a symlink to {real}, outside the repository {repo}: "
+                "the container sees only the repository",
+                where=where,
+                fix="copy the file into the repository, or include it from a repo in `repos:`",
+            )
+        return candidate
+    outside = [c for c in candidates if not c.is_relative_to(repo) and c.exists()]
+    if outside:
+        raise ConfigError(
+            f"include {item!r} is {outside[0]}, outside the repository {repo}: "
+            "the container sees only the repository",
+            where=where,
+            fix="move the file into the repository, or include it from a repo in `repos:`",
+        )
+    tried = " or ".join(dict.fromkeys(str(c) for c in candidates))
+    raise ConfigError(
+        f"include {item!r} not found (looked for {tried})",
+        where=where,
+        fix="fix the path in header.includes: kas resolves it from the repository root",
+    )
+
+
+def check_includes(files: tuple[ConfigFile, ...], repo: Path) -> None:
+    """Check, before any container starts, every include kas will read from this repository.
+
+    Plain-string includes are found as kas finds them and validated like the
+    files named on the command line, recursively; a cycle is an error.
+    Includes from another repo (`repo:` and `file:`) are left to kas, which
+    checks that repo out first. Absolute paths are container paths: kas's too.
+    """
+    done: set[Path] = set()
+
+    def visit(f: ConfigFile, chain: tuple[Path, ...]) -> None:
+        header = f.data.get("header")
+        includes = header.get("includes") if isinstance(header, dict) else None
+        for index, item in enumerate(includes if isinstance(includes, list) else []):
+            if not isinstance(item, str) or item.startswith(("/", os.pathsep)):
+                continue
+            where = f"{f.path}:{f.lines.get(('header', 'includes', index), 1)}"
+            target = _include_target(item, repo, chain[-1], where)
+            key = target.resolve()
+            if key in chain:
+                loop = " -> ".join(str(p) for p in (*chain[chain.index(key) :], key))
+                raise ConfigError(
+                    f"include {item!r} closes a cycle: {loop}",
+                    where=where,
+                    fix="remove one of the includes so that no file includes itself",
+                )
+            if key in done:
+                continue
+            try:
+                included = load_file(target)
+            except ConfigError as exc:
+                exc.message += f" (included from {where})"
+                raise
+            visit(included, (*chain, key))
+            done.add(key)
+
+    for f in files:
+        visit(f, (f.path.resolve(),))
 
 
 MENU_CONFIG = ".config.yaml"
@@ -339,23 +539,23 @@ def default_config(work_dir: Path, override: BuildSystem | None) -> Config | Non
     build_system = override or BuildSystem.parse(
         str(loaded.data.get("build_system", "openembedded")), str(path)
     )
+    check_mountable(repo.resolve(), "the repository recorded in .config.yaml")
     return Config(files=(loaded,), repo_dir=repo.resolve(), build_system=build_system)
 
 
 def load_kconfig(arg: str, override: BuildSystem | None) -> Config:
     """menu's Kconfig: its repository is mounted; KAS_BUILD_SYSTEM's default names the mode."""
     path = Path(arg)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the Kconfig file: {exc.strerror}", where=arg) from None
+    text = _read_config_text(path, "Kconfig file")
     found = re.search(r"config\s+KAS_BUILD_SYSTEM\b(.*?)(?:^config\s|\Z)", text, re.S | re.M)
     default = re.search(r'default\s+"([^"]+)"', found.group(1)) if found else None
     build_system = override or (
         BuildSystem.parse(default.group(1), arg) if default else BuildSystem.OPENEMBEDDED
     )
     file = ConfigFile(path=path.resolve(), data={})
-    return Config(files=(file,), repo_dir=repo_dir_of(path), build_system=build_system)
+    repo = repo_dir_of(path)
+    check_mountable(repo, "the Kconfig's repository")
+    return Config(files=(file,), repo_dir=repo, build_system=build_system)
 
 
 def remember_source_dir(work_dir: Path, repo_dir: Path) -> None:

@@ -338,7 +338,7 @@ def test_json_syntax_error_names_the_line(tmp_path: Path) -> None:
             ["env.B"],
             id="env-value",
         ),
-        pytest.param("- a\n- b\n", 1, ["(top level)", "object"], id="not-a-mapping"),
+        pytest.param("- a\n- b\n", 1, ["(top level)", "mapping"], id="not-a-mapping"),
         pytest.param(
             "header:\n  version: 14\nmachine:\n  name: qemuamd64\n",
             3,
