@@ -10,6 +10,7 @@ given, in the order given; what follows `--` goes to bitbake.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from kasctl.errors import UsageError
@@ -123,3 +124,14 @@ def parse(command: Command, args: list[str]) -> KasArgs:
             fix="kasctl for-all-repos kas.yml 'git status'",
         )
     return KasArgs(tuple(args), tuple(wanted), tuple(bitbake))
+
+
+def split_runtime_args(raw: str | None) -> tuple[str, ...]:
+    """--runtime-args as the engine gets them: split like a shell would, quotes balanced."""
+    try:
+        return tuple(shlex.split(raw or ""))
+    except ValueError as exc:  # shlex's only complaint: an open quote or a trailing backslash
+        raise UsageError(
+            f"--runtime-args {raw!r} cannot be split into arguments: {exc}",
+            fix="balance its quotes, e.g. --runtime-args \"--env 'A=b c'\"",
+        ) from None

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kasctl.config import UNMOUNTABLE
 from kasctl.errors import UsageError
 
 USERDATA = "/var/kas/userdata"
@@ -64,13 +65,28 @@ def _kind_ok(path: Path, kind: str) -> bool:
     }[kind](mode)
 
 
+KIND_NAMES = {"file": "file", "dir": "directory", "socket": "socket"}
+
+
 def _checked(raw: str, kind: str, what: str) -> str:
+    """The absolute path of an existing `kind` that an engine can mount; else a UsageError.
+
+    `what` is the option (--ssh-dir) or the variable (NETRC_FILE) that named it.
+    """
     path = Path(os.path.abspath(os.path.expanduser(raw)))
+    noun = KIND_NAMES[kind]
+    drop = "leave it out" if what.startswith("-") else f"unset {what}"
     if not _kind_ok(path, kind):
         exists = path.exists()
         raise UsageError(
-            f"{what} {raw!r} {'is not a ' + kind if exists else 'does not exist'}",
-            fix=f"point {what} at an existing {kind}, or leave it out",
+            f"{what} {raw!r} {'is not a ' + noun if exists else 'does not exist'}",
+            fix=f"point {what} at an existing {noun}, or {drop}",
+        )
+    if any(c in str(path) for c in UNMOUNTABLE):
+        raise UsageError(
+            f"{what} {raw!r} has a comma or a line break in its path, "
+            "which container engines cannot mount",
+            fix="move it, or link it from a plain path and pass that",
         )
     return str(path)
 
@@ -101,6 +117,13 @@ def collect(opts: CredentialOptions, env: Mapping[str, str]) -> tuple[Share, ...
     for variable, target in FILE_VARIABLES.items():
         if env.get(variable):
             shares.append(Share(_checked(env[variable], "file", variable), target, variable))
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and not env.get("AWS_ROLE_ARN"):
+        # kas uses the token only together with a role: alone it is silently ignored
+        raise UsageError(
+            "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not; "
+            "kas uses the token only to assume that role",
+            fix="set AWS_ROLE_ARN to the role's ARN, or unset AWS_WEB_IDENTITY_TOKEN_FILE",
+        )
     return tuple(shares)
 
 
