@@ -19,13 +19,23 @@ from typing import Annotated
 
 import typer
 
-from kasctl import __version__, clean, commands, config, credentials, detect, engines, image
+from kasctl import (
+    __version__,
+    clean,
+    commands,
+    config,
+    credentials,
+    detect,
+    engines,
+    image,
+    orphans,
+)
 from kasctl.commands import COMMANDS, Command
 from kasctl.config import BuildSystem, Config
 from kasctl.credentials import CredentialOptions
 from kasctl.errors import KasctlError, UsageError
 from kasctl.facts import EngineFacts, HostFacts
-from kasctl.plan import REPO, REPO2, Request, plan, worktree_gitfile_text
+from kasctl.plan import REPO, REPO2, Request, RunPlan, plan, worktree_gitfile_text
 
 log = logging.getLogger("kasctl")
 
@@ -341,10 +351,30 @@ def _plan_and_run(
             )
         print(f"kasctl: image {run_plan.image} is missing; building it now", file=sys.stderr)
         image.build(engine_cmd, run_plan.image)
+    _remove_leftovers(run_plan, host, work_dir)
     status = engines.run(run_plan)
     if status == 0 and spec.kconfig and cfg is not None:
         config.remember_source_dir(work_dir, cfg.repo_dir)
     return status
+
+
+def _remove_leftovers(run_plan: RunPlan, host: HostFacts, work_dir: Path) -> None:
+    """Containers an earlier, killed kasctl left in this work dir: say so and remove them."""
+    found = engines.labelled(run_plan.executor, run_plan.binary, run_plan.mode.kind)
+    leftover, foreign = orphans.stale(found, str(work_dir), host.hostname, orphans.pid_alive)
+    for c in leftover:
+        print(
+            f"kasctl: removing container {c.name}, left in this work dir by kasctl "
+            f"(pid {c.pid}) which is no longer running",
+            file=sys.stderr,
+        )
+        engines.remove(run_plan.executor, run_plan.binary, c.name)
+    for c in foreign:
+        log.warning(
+            "container %s of a kasctl on host %s uses this work dir too; left alone",
+            c.name,
+            c.host,
+        )
 
 
 def _kas_command(spec: Command) -> None:

@@ -157,6 +157,7 @@ def host_facts() -> HostFacts:
         subuid_entries=subuid_entries,
         sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,
+        hostname=os.uname().nodename,
     )
 
 

@@ -12,9 +12,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from types import FrameType
 
-from kasctl.plan import Mount, RunPlan
+from kasctl.orphans import Guard, Labelled
+from kasctl.plan import LABEL_PREFIX, Mount, RunPlan
 
 #: Seconds a stopped container gets before the engine kills it.
 STOP_GRACE = 10
@@ -55,29 +58,53 @@ def show(argv: list[str]) -> str:
 
 
 def run(plan: RunPlan) -> int:
-    """Run the plan in the foreground; stop the container on SIGINT/SIGTERM.
+    """Run the plan in the foreground; never leave its container behind.
 
     Returns the container's exit status, or 128+signal when kasctl itself
-    was interrupted (130 for SIGINT, 143 for SIGTERM).
+    was interrupted (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The
+    first signal stops the container with a grace period; a second one kills
+    it at once. If kasctl dies without a chance to do either, the guard
+    (kasctl.orphans) stops it.
     """
     argv = render(plan)
     received: list[int] = []
+    helpers: list[subprocess.Popen[bytes]] = []
+    timers: list[threading.Timer] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if not received:
-            received.append(signum)
-            stop(plan)
+        received.append(signum)
+        if len(received) == 1:
+            print(f"kasctl: stopping container {plan.name}", file=sys.stderr)
+            helpers.append(_quietly(stop_argv(plan)))
+            # The stop may have raced the container's creation: kill if it is still there.
+            late = threading.Timer(STOP_GRACE + 10, kill)
+            late.daemon = True
+            late.start()
+            timers.append(late)
+        elif len(received) == 2:
+            kill()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    def kill() -> None:
+        if len(helpers) < 2:
+            print(f"kasctl: killing container {plan.name}", file=sys.stderr)
+            helpers.append(_quietly(remove_argv(plan.executor, plan.binary, plan.name)))
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in signals}
+    guard: Guard | None = None
     try:
         proc = subprocess.Popen(argv)
-        while True:
-            try:
-                status = proc.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-                continue
+        guard = Guard.start([stop_argv(plan)], proc.pid)
+        status = proc.wait()
+        for timer in timers:
+            timer.cancel()
+        for helper in list(helpers):
+            helper.wait()
+        if received:  # --rm may still be under way: make sure it is gone before we return
+            remove(plan.executor, plan.binary, plan.name)
     finally:
+        if guard is not None:
+            guard.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
@@ -85,11 +112,61 @@ def run(plan: RunPlan) -> int:
     return status if status >= 0 else 128 - status
 
 
-def stop(plan: RunPlan) -> None:
-    """Ask the engine to stop the container: SIGTERM, then SIGKILL after the grace period."""
-    subprocess.Popen(
-        [*plan.executor, plan.binary, "stop", f"--time={STOP_GRACE}", plan.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def _quietly(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    print(f"kasctl: stopping container {plan.name}", file=sys.stderr)
+
+
+def stop_argv(plan: RunPlan) -> list[str]:
+    """Stop the container: SIGTERM, then SIGKILL after the grace period."""
+    return [*plan.executor, plan.binary, "stop", f"--time={STOP_GRACE}", plan.name]
+
+
+def remove_argv(executor: Sequence[str], binary: str, name: str) -> list[str]:
+    """Kill and remove a container now."""
+    return [*executor, binary, "rm", "--force", name]
+
+
+def remove(executor: Sequence[str], binary: str, name: str) -> None:
+    subprocess.run(
+        remove_argv(executor, binary, name),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+
+
+#: `ps --format` templates: one line per container, the work dir last (it may hold tabs).
+_PS_FORMAT = {
+    "docker": '{{.Names}}\t{{.Label "%(p)s.pid"}}\t{{.Label "%(p)s.host"}}'
+    '\t{{.Label "%(p)s.workdir"}}',
+    "podman": '{{.Names}}\t{{index .Labels "%(p)s.pid"}}\t{{index .Labels "%(p)s.host"}}'
+    '\t{{index .Labels "%(p)s.workdir"}}',
+}
+
+
+def labelled(executor: Sequence[str], binary: str, kind: str) -> list[Labelled]:
+    """Every container in the store that carries kasctl's work-dir label.
+
+    Filtering by the label's value is left to the caller: podman splits
+    filter values at commas.
+    """
+    fmt = _PS_FORMAT[kind] % {"p": LABEL_PREFIX}
+    argv = [*executor, binary, "ps", "--all", "--filter", f"label={LABEL_PREFIX}.workdir"]
+    result = subprocess.run(
+        [*argv, "--format", fmt],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return []
+    found = []
+    for line in result.stdout.splitlines():
+        fields = line.split("\t", 3)
+        if len(fields) == 4:
+            name, pid, host, workdir = fields
+            found.append(Labelled(name, workdir, host, int(pid) if pid.isdigit() else None))
+    return found

@@ -84,3 +84,6 @@ class HostFacts:
     #: The user behind sudo (SUDO_UID/SUDO_GID) when kasctl runs as root through it.
     sudo_uid: int | None = None
     sudo_gid: int | None = None
+    #: This machine's name, put on each container: only a container started on
+    #: this host can be judged left over by whether its kasctl pid still lives.
+    hostname: str = ""

@@ -260,6 +260,7 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         (f"{LABEL_PREFIX}.version", __version__),
         (f"{LABEL_PREFIX}.workdir", str(req.work_dir)),
         (f"{LABEL_PREFIX}.pid", str(req.pid)),
+        (f"{LABEL_PREFIX}.host", host.hostname),
     )
     return RunPlan(
         mode=mode,
