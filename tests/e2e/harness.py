@@ -121,6 +121,25 @@ class Runner:
         print(result.stderr[-20000:])
         return result
 
+    def spawn(
+        self, argv: list[str], cwd: Path, log: Path, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a command in the background whose pid IS the command (for signals).
+
+        setpriv execs, where runuser would stay in between as the parent.
+        """
+        env = self.env(extra_env)
+        prefix = (
+            []
+            if self.mode.as_root
+            else ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups"]
+        )
+        cmd = [*prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+
     def kasctl(
         self, *args: str, cwd: Path, extra_env: dict[str, str] | None = None, timeout: float = 900
     ) -> subprocess.CompletedProcess[str]:
