@@ -15,7 +15,8 @@ ARG KAS_VERSION=5.5
 ENV LANG=en_US.UTF-8 DEBIAN_FRONTEND=noninteractive
 
 # Isar's host dependencies (privileged and rootless), and kas's own Python
-# dependencies from Debian, so only kas itself comes from a wheel.
+# dependencies from Debian (kconfiglib and newt: `kas menu`), so only kas itself
+# comes from a wheel.
 RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
         sed -i "s#^URIs: .*#URIs: ${DEBIAN_MIRROR}#" /etc/apt/sources.list.d/debian.sources; \
     elif ! grep -qs '^deb ' /etc/apt/sources.list; then \
@@ -24,7 +25,7 @@ RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         python3 python3-yaml python3-distro python3-jsonschema python3-git \
-        python3-colorlog python3-kconfiglib python3-gnupg python3-pip \
+        python3-colorlog python3-kconfiglib python3-newt python3-gnupg python3-pip \
         git openssh-client ca-certificates locales tzdata less vim-tiny file \
         mmdebstrap sbuild schroot debootstrap uidmap acl bubblewrap \
         qemu-user-static binfmt-support reprepro dpkg-dev quilt \
