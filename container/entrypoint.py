@@ -16,6 +16,11 @@ in-process (no usermod/groupmod/chown subprocesses). Steps:
    newuidmap/newgidmap) and checks that it is;
 4. drop to builder and exec `kas COMMAND ...` (or the command for `shell`).
 
+Used directly (no USER_ID: not started by kasctl, e.g. as a GitLab CI job
+image) it runs what it is given as root, as kas's own image does, and in a
+GitLab job (GITLAB_CI set) first marks the checkout as a git safe.directory:
+the runner's checkout belongs to another uid, which git refuses to work in.
+
 Errors go to stderr as one `kasctl-entrypoint: error: ...` line, exit 125
 (the engines' own "the container could not start" status).
 """
@@ -27,6 +32,7 @@ import shutil
 import signal
 import stat
 import sys
+from collections.abc import Mapping
 
 from kasctl import __version__
 from kasctl.errors import KasctlError
@@ -61,6 +67,10 @@ KAS_COMMANDS = {
     "menu",
 }
 EXIT_START = 125
+#: System-wide git config: read by every user, root included.
+GITCONFIG = "/etc/gitconfig"
+#: GitLab's variables naming the job's checkout (GIT_CLONE_PATH: a custom clone dir).
+GITLAB_CHECKOUT_VARS = ("CI_PROJECT_DIR", "GIT_CLONE_PATH")
 #: Cleans kasctl does itself in isar-rootless (purge stays with kas).
 CLEANS = {"clean", "cleansstate", "cleanall"}
 
@@ -270,18 +280,68 @@ def drop_to(uid: int, gid: int) -> None:
     os.environ.update(HOME=HOME, USER=BUILDER, LOGNAME=BUILDER)
 
 
-def command_line(argv: list[str]) -> list[str]:
-    """`build /repo/x.yml` -> `kas build /repo/x.yml`; anything else is refused."""
+def command_line(argv: list[str], direct: bool = False) -> list[str]:
+    """`build /repo/x.yml` -> `kas build /repo/x.yml`; other commands only in direct use.
+
+    kasctl only ever passes kas commands (and `--` for its probes), so from
+    kasctl anything else is a mistake and refused. Used directly (`direct`,
+    e.g. by a CI runner that runs its job script in the image) any command runs.
+    """
     if not argv:
         return ["kas", "--help"]
     if argv[0] in KAS_COMMANDS:
         return ["kas", *argv]
     if argv[0] == "--":  # internal: a plain command, used by kasctl's own probes
         return argv[1:]
+    if direct:
+        return argv
     raise EntrypointError(
         f"{argv[0]!r} is not a kas command",
         fix=f"use one of: {', '.join(sorted(KAS_COMMANDS))}",
     )
+
+
+def _git_config_value(path: str) -> str:
+    """A path as a quoted git config value (backslash and quote escaped)."""
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def gitlab_safe_directories(env: Mapping[str, str], gitconfig: str) -> list[str]:
+    """In a GitLab job, mark the checkout as a git safe.directory for everyone.
+
+    The runner checks the repository out as its own uid and runs the job as
+    this image's root, so git refuses the repository ("dubious ownership").
+    Only the checkout GitLab names is marked, never "*". Returns the paths added.
+    """
+    paths = []
+    for var in GITLAB_CHECKOUT_VARS:
+        value = env.get(var, "")
+        if not value:
+            continue
+        if not value.startswith("/") or any(c in value for c in "\n\r\0"):
+            print(
+                f"kasctl-entrypoint: warning: {var}={value!r} is not a plain absolute path; "
+                "not marked as a git safe.directory",
+                file=sys.stderr,
+            )
+            continue
+        if value not in paths:
+            paths.append(value)
+    if not paths:
+        return []
+    try:
+        with open(gitconfig) as f:
+            existing = f.read()
+    except FileNotFoundError:
+        existing = ""
+    lines = [f"\tdirectory = {_git_config_value(p)}" for p in paths]
+    new = [line for line in lines if line not in existing.splitlines()]
+    if new:
+        with open(gitconfig, "a") as f:
+            if existing and not existing.endswith("\n"):
+                f.write("\n")
+            f.write("[safe]\n" + "".join(f"{line}\n" for line in new))
+    return paths
 
 
 def rootless_clean(cmd: list[str]) -> list[str]:
@@ -317,9 +377,12 @@ def main(argv: list[str]) -> None:
     mode = os.environ.get("KASCTL_BUILD_SYSTEM", "openembedded")
     uid = _int_env("USER_ID")
     gid = _int_env("GROUP_ID")
-    cmd = command_line(argv)
+    direct = uid is None  # not started by kasctl: a CI job image, or a plain `run`
+    cmd = command_line(argv, direct=direct)
     if os.getuid() != 0:
         raise EntrypointError("the entrypoint must start as root (do not pass --user)")
+    if direct and os.environ.get("GITLAB_CI"):
+        gitlab_safe_directories(os.environ, GITCONFIG)
     if uid is None or gid is None:
         uid, gid = 0, 0
     nest = os.environ.get("KASCTL_KEEP_ID") == "1" and uid != 0
