@@ -3,6 +3,9 @@
 Every file named on the command line is parsed with PyYAML and validated
 against schema/kas-config.schema.json; an error names the file, the key path
 and the line, so a broken config costs a second, not a container start.
+A file found valid is remembered (kasctl.cache) by a digest of its bytes,
+the schema and this module, so an unchanged file costs neither PyYAML nor
+jsonschema on the next run.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kasctl import __version__
+from kasctl import cache as result_cache
 from kasctl.errors import ConfigError
 
 log = logging.getLogger("kasctl")
@@ -91,16 +94,17 @@ class Config:
 
 
 @cache
-def _schema() -> dict[str, Any]:
+def _schema_text() -> str:
     text = resources.files("kasctl").joinpath("data/schema/kas-config.schema.json")
     if not text.is_file():  # running from a source checkout
         text = Path(__file__).resolve().parent.parent / "schema" / "kas-config.schema.json"
-    schema: dict[str, Any] = json.loads(text.read_text())
+    return text.read_text()
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(_schema_text())
     return schema
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping key and item."""
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -108,8 +112,10 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 
 def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Parse YAML into plain data plus a map from key path to 1-based line."""
+    import yaml  # not needed when the file's verdict is cached
+
     lines: dict[tuple[Any, ...], int] = {}
-    loader = _LineLoader(text)
+    loader = yaml.SafeLoader(text)
     seen: set[int] = set()
 
     def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
@@ -234,7 +240,80 @@ def load_file(path: Path) -> ConfigFile:
             where=shown,
             fix=f"rename it to {path.stem}.yml",
         )
+    where = result_cache.directory(os.environ)
+    key = _verdict_key(path.suffix, text)
+    remembered = _remembered(where, key)
+    if remembered is not None:
+        return ConfigFile(path=path, data=remembered[0], lines=remembered[1])
+    warnings = _Count(logging.WARNING)
+    log.addFilter(warnings)
+    try:
+        data, lines = _parse_and_validate(path, text)
+    finally:
+        log.removeFilter(warnings)
+    if key is not None and not warnings.seen:  # a file that warns is read every time
+        entry = {"data": data, "lines": [[list(k), n] for k, n in lines.items()]}
+        result_cache.save(where, key, entry)
+    return ConfigFile(path=path, data=data, lines=lines)
 
+
+class _Count(logging.Filter):
+    """Counts the records at or above a level that pass the logger (and lets them pass)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+        self.seen = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            self.seen += 1
+        return True
+
+
+@cache
+def _verdict_inputs() -> bytes | None:
+    """Everything besides the file that decides whether it is valid: the schema, this code."""
+    try:
+        code = Path(__file__).read_bytes()
+        return result_cache.digest(__version__.encode(), code, _schema_text().encode()).encode()
+    except OSError:
+        return None
+
+
+def _verdict_key(suffix: str, text: str) -> str | None:
+    inputs = _verdict_inputs()
+    if inputs is None:
+        return None
+    parser = b"json" if suffix == ".json" else b"yaml"
+    return result_cache.digest(b"kasctl config", inputs, parser, text.encode())
+
+
+def _remembered(
+    where: Path | None, key: str | None
+) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]] | None:
+    """A valid file's data and lines from the cache; None unless the entry is whole."""
+    entry = result_cache.load(where, key) if key is not None else None
+    if not isinstance(entry, dict):
+        return None
+    data, pairs = entry.get("data"), entry.get("lines")
+    if not isinstance(data, dict) or not isinstance(pairs, list):
+        return None
+    lines = {}
+    for pair in pairs:
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], list)
+            and isinstance(pair[1], int)
+        ):
+            return None
+        lines[tuple(pair[0])] = pair[1]
+    return data, lines
+
+
+def _parse_and_validate(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    shown = str(path)
     lines: dict[tuple[Any, ...], int] = {}
     if path.suffix == ".json":
         try:
@@ -244,6 +323,8 @@ def load_file(path: Path) -> ConfigFile:
                 f"JSON syntax error: {exc.msg}", where=f"{shown}:{exc.lineno}"
             ) from None
     else:
+        import yaml
+
         try:
             data, lines = _compose_with_lines(text, shown)
         except yaml.MarkedYAMLError as exc:
@@ -266,7 +347,7 @@ def load_file(path: Path) -> ConfigFile:
             fix="a kas config needs at least `header: {version: 14}`",
         )
     _validate(data, lines, shown)
-    return ConfigFile(path=path, data=data, lines=lines)
+    return data, lines
 
 
 def _validate(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> None:
