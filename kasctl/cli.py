@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 import uuid
@@ -134,7 +133,10 @@ class Options:
 
     def build_system_override(self) -> BuildSystem | None:
         if self.isar_rootless and self.isar_privileged:
-            raise UsageError("--isar-rootless and --isar-privileged exclude each other")
+            raise UsageError(
+                "--isar-rootless and --isar-privileged exclude each other",
+                fix="choose one (or leave both out and let the config's build_system decide)",
+            )
         if self.isar_rootless:
             return BuildSystem.ISAR_ROOTLESS
         if self.isar_privileged:
@@ -196,17 +198,40 @@ def _work_dir(env: os._Environ[str]) -> Path:
             f"KAS_WORK_DIR {raw!r} does not exist or is not a directory",
             fix="create it, or unset KAS_WORK_DIR to use the current directory",
         )
+    if any(c in str(path) for c in config.UNMOUNTABLE):
+        raise UsageError(
+            f"KAS_WORK_DIR {str(path)!r} has a comma or a line break in its path, "
+            "which container engines cannot mount",
+            fix="work in a directory with a plain path (a symlink to this one will do)",
+        )
     return path
 
 
 MANAGED_CREATED = ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR")
 
 
+def _check_managed_dirs(env: os._Environ[str]) -> None:
+    """Before any engine: a managed dir that is a file cannot be created or mounted."""
+    for var in MANAGED_CREATED:
+        value = env.get(var)
+        if value and os.path.exists(value) and not os.path.isdir(value):
+            raise UsageError(
+                f"{var} {value!r} exists and is not a directory",
+                fix=f"point {var} at a directory (it is created when missing)",
+            )
+
+
 def _prepare_dirs(env: os._Environ[str]) -> None:
     """Create the managed dirs kas-container creates."""
     for var in MANAGED_CREATED:
         if env.get(var):
-            Path(env[var]).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(env[var]).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot create {var} {env[var]!r}: {exc.strerror}",
+                    fix=f"create it yourself, or point {var} at a directory you may write",
+                ) from None
 
 
 def _check_ref_dir(env: os._Environ[str]) -> None:
@@ -262,8 +287,12 @@ def run_kas(
     env = os.environ
     work_dir = _work_dir(env)
     _check_ref_dir(env)
+    _check_managed_dirs(env)
     override = opts.build_system_override()
     cfg, cfg2, kas_args = _load_configs(spec, parsed, work_dir, override)
+    # the user's own input, all checked before any engine is looked for
+    shares = credentials.collect(opts.credentials, env)
+    runtime_args = commands.split_runtime_args(opts.runtime_args)
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
     if shell_cmd is not None:
         kas_args = ("-c", shell_cmd, *kas_args)
@@ -299,12 +328,12 @@ def run_kas(
         cleans=spec.cleans,
         bitbake_args=parsed.bitbake,
         repo_rw=opts.repo_rw,
-        runtime_args=tuple(shlex.split(opts.runtime_args or "")),
+        runtime_args=runtime_args,
         env=dict(env),
         proxies_from_env=not opts.no_proxy_from_env,
         sudo_cmd=env.get("KAS_SUDO_CMD", "sudo"),
         pid=os.getpid(),
-        shares=credentials.collect(opts.credentials, env),
+        shares=shares,
     )
     with tempfile.TemporaryDirectory(prefix="kasctl-") as scratch:
         worktree = config.worktree_of(cfg.repo_dir) if cfg else None
@@ -418,7 +447,10 @@ def _kas_command(spec: Command) -> None:
             ),
         )
         if cmd is not None and spec.name != "shell":
-            raise UsageError(f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`")
+            raise UsageError(
+                f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`",
+                fix="run one command with `kasctl shell -c CMD CONFIG`",
+            )
         if spec.cleans and dry_run and not as_json:
             # kas's meaning, as kas-container users know it: list what would go
             return_code = run_kas(ctx, spec, replace(opts, dry_run=False), cmd, clean_dry_run=True)
