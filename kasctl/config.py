@@ -133,6 +133,7 @@ def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...
                     raise ConfigError(
                         "a mapping key must be a plain value, not a list or mapping",
                         where=f"{shown}:{key.start_mark.line + 1}",
+                        fix="write the key as a plain word or a quoted string",
                     )
                 name = loader.construct_object(key, deep=True)
                 line = key.start_mark.line + 1
@@ -160,10 +161,18 @@ def _compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...
         walk(node, ())
         data = loader.construct_document(node)
     except RecursionError:
-        raise ConfigError("a YAML alias refers to itself", where=shown) from None
+        raise ConfigError(
+            "a YAML alias refers to itself",
+            where=shown,
+            fix="an alias (*name) must not stand inside the value its anchor (&name) marks",
+        ) from None
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         # PyYAML's constructors raise these for values like `!!int x` or 2001-02-30
-        raise ConfigError(f"cannot read a YAML value: {exc}", where=shown) from None
+        raise ConfigError(
+            f"cannot read a YAML value: {exc}",
+            where=shown,
+            fix="quote the value (e.g. '2001-02-30') or remove its !! tag",
+        ) from None
     finally:
         loader.dispose()
     return data, lines
@@ -195,10 +204,12 @@ def _read_config_text(path: Path, what: str) -> str:
             fix="check the modes of the directories on its path",
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read the {what}: {exc.strerror}", where=shown) from None
+        raise ConfigError(
+            f"cannot read the {what}: {exc.strerror}", where=shown, fix="check the path"
+        ) from None
     if stat.S_ISDIR(mode):
         raise ConfigError(
-            f"the {what} is a directory, not a file",
+            f"{what} is a directory, not a file",
             where=shown,
             fix="name a file in it, e.g. DIR/kas.yml",
         )
@@ -207,7 +218,7 @@ def _read_config_text(path: Path, what: str) -> str:
             "a fifo" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
         )
         raise ConfigError(
-            f"the {what} is {kind}, not a regular file",
+            f"{what} is {kind}, not a regular file",
             where=shown,
             fix="write the config to a file in the repository and name that file",
         )
@@ -215,18 +226,20 @@ def _read_config_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except PermissionError:
         raise ConfigError(
-            f"the {what} is not readable (permission denied)",
+            f"{what} is not readable (permission denied)",
             where=shown,
             fix="check its mode and owner: kasctl reads it as the user who runs it",
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"the {what} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})",
             where=shown,
             fix="save it as UTF-8",
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read the {what}: {exc.strerror}", where=shown) from None
+        raise ConfigError(
+            f"cannot read the {what}: {exc.strerror}", where=shown, fix="check the path"
+        ) from None
 
 
 def load_file(path: Path) -> ConfigFile:
@@ -320,7 +333,9 @@ def _parse_and_validate(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(
-                f"JSON syntax error: {exc.msg}", where=f"{shown}:{exc.lineno}"
+                f"JSON syntax error: {exc.msg}",
+                where=f"{shown}:{exc.lineno}",
+                fix="check the commas, quotes and brackets there (JSON allows no trailing comma)",
             ) from None
     else:
         import yaml
@@ -331,14 +346,19 @@ def _parse_and_validate(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...
             mark = exc.problem_mark or exc.context_mark
             where = f"{shown}:{mark.line + 1}" if mark else shown
             problem = exc.problem or exc.context or "invalid YAML"
-            fix = (
-                "YAML indents with spaces only: replace the tab"
-                if "\\t" in problem
-                else "check the indentation, colons and quotes on that line and the one before"
-            )
+            if "\\t" in problem:
+                fix = "YAML indents with spaces only: replace the tab"
+            elif "single document" in problem:
+                fix = "a kas config is one YAML document: remove the second `---`"
+            else:
+                fix = "check the indentation, colons and quotes on that line and the one before"
             raise ConfigError(f"YAML syntax error: {problem}", where=where, fix=fix) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"YAML error: {exc}", where=shown) from None
+            raise ConfigError(
+                f"YAML error: {exc}",
+                where=shown,
+                fix="a kas config is plain YAML text: remove control characters",
+            ) from None
 
     if data is None:
         raise ConfigError(
