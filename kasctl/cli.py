@@ -25,6 +25,7 @@ from kasctl import (
     config,
     credentials,
     detect,
+    doctor,
     engines,
     image,
     orphans,
@@ -357,6 +358,9 @@ def _plan_and_run(
     env = os.environ
     kind = engine.kind
     run_plan = plan(req, host, engine)
+    doctor.preflight(
+        doctor.system_facts(host.home, full=False), host, run_plan.mode, req.build_system
+    )
     for warning in run_plan.warnings:
         log.warning("%s", warning)
     argv = engines.render(run_plan)
@@ -463,6 +467,68 @@ def _kas_command(spec: Command) -> None:
 
 for _spec in COMMANDS.values():
     _kas_command(_spec)
+
+
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    config_arg: Annotated[
+        str | None,
+        typer.Argument(metavar="[CONFIG]", help="The kas config to check for (its build_system)."),
+    ] = None,
+    isar_rootless: IsarRootless = False,
+    isar_privileged: IsarPrivileged = False,
+    engine: Engine = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The checks as JSON.")] = False,
+) -> None:
+    """Check this host for a build: one line per check, with the fix. Exit 0 when it can work."""
+    opts = (ctx.obj or Options()).merged(
+        isar_rootless=isar_rootless, isar_privileged=isar_privileged, engine=engine
+    )
+    override = opts.build_system_override()
+    if config_arg:
+        build_system = config.load(config_arg, override).build_system
+    else:
+        build_system = override or BuildSystem.ISAR_ROOTLESS
+    env = os.environ
+    host = detect.host_facts()
+    system = doctor.system_facts(host.home)
+    image_name = image.default_image(env)
+    probes = {k: doctor.probe_engine(k, env, image_name) for k in ("podman", "docker")}
+    found = [k for k, p in probes.items() if p.binary]
+    kind = detect.choose_engine(opts.engine, build_system, env) if found or opts.engine else None
+    checks = doctor.judge(system, host, probes[kind], build_system, image_name) if kind else []
+    others = [
+        doctor.Check(
+            f"{p.kind} (not chosen)",
+            "ok" if p.reachable else "warn",
+            f"{p.version}, {p.mode.value}" if p.mode is not None else f"not usable: {p.error}",
+        )
+        for k, p in probes.items()
+        if k != kind and p.binary
+    ]
+    if kind is None:
+        checks = [
+            doctor.Check(
+                "engine", "fail", "neither podman nor docker is installed", "install podman"
+            )
+        ]
+    failed = any(c.status == "fail" for c in checks)
+    chosen = probes[kind].mode if kind else None
+    if as_json:
+        print(
+            doctor.to_json(
+                [*checks, *others],
+                engine=kind,
+                mode=chosen.value if chosen is not None else None,
+                build_system=build_system.value,
+                ok=not failed,
+            )
+        )
+    else:
+        print(doctor.render([*checks, *others]))
+        print("kasctl doctor: " + ("this host cannot build as chosen" if failed else "ready"))
+    raise typer.Exit(1 if failed else 0)
 
 
 @image_app.command("build")

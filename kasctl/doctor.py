@@ -1,0 +1,625 @@
+"""`kasctl doctor`: will a build work on this host, and if not, what to change.
+
+Facts are gathered in two steps (`system_facts` reads files, `probe_engine`
+asks the engine), then judged by pure functions that each return one
+`Check`. The cheap, file-only checks that make a build fail for certain are
+also run before every build (`preflight`), so a CI job gets the same
+explanation instead of an engine error from deep inside a container start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import stat
+import subprocess
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from kasctl import __version__
+from kasctl.config import BuildSystem
+from kasctl.errors import HostError
+from kasctl.facts import EngineKind, EngineMode, HostFacts
+from kasctl.subids import (
+    FULL_RANGE,
+    Range,
+    SubidEntry,
+    overlaps,
+    parse_subid_file,
+    range_for,
+    rootless_builder_range,
+    sufficient_host_count,
+)
+
+Status = Literal["ok", "warn", "fail"]
+
+#: Below this hard limit on open files, parallel bitbake tasks run out (1024 is
+#: a common default for services); a rootless runtime cannot go above it.
+MIN_NOFILE = 4096
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Helper:
+    """newuidmap or newgidmap: found, and allowed to write maps for others."""
+
+    path: str | None
+    setuid_root: bool = False
+    file_caps: bool = False
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    """What the kernel and the host's files say; read without running anything."""
+
+    max_user_namespaces: int | None = None
+    #: Debian's older kernels: kernel.unprivileged_userns_clone (None: no such knob).
+    unprivileged_userns_clone: int | None = None
+    apparmor_restricts_userns: bool = False
+    apparmor_rootlesskit_profile: bool = False
+    newuidmap: Helper = Helper(None)
+    newgidmap: Helper = Helper(None)
+    subuid: tuple[SubidEntry, ...] = ()
+    subgid: tuple[SubidEntry, ...] = ()
+    subid_errors: tuple[str, ...] = ()
+    #: "v2", "hybrid" or "v1".
+    cgroup: str = "v2"
+    tun: Literal["ok", "missing", "denied"] = "ok"
+    nofile_hard: int = -1
+    nproc_hard: int = -1
+    #: containers.conf asks the runtime to set ulimits (needs CAP_SYS_RESOURCE when rootful).
+    podman_default_ulimits: tuple[str, ...] | None = None
+    #: binfmt_misc handlers: name -> (enabled, fix-binary flag).
+    binfmt: Mapping[str, tuple[bool, bool]] | None = None
+
+
+@dataclass(frozen=True)
+class EngineProbe:
+    kind: EngineKind
+    binary: str | None
+    reachable: bool = False
+    error: str = ""
+    version: str = ""
+    mode: EngineMode | None = None
+    runtime: str = ""
+    cgroup: str = ""
+    #: The engine's own user namespace size (rootless podman reports it).
+    mapped_uids: int | None = None
+    image_version: str | None = None
+    image_present: bool = False
+
+
+# ------------------------------------------------------------------ gathering
+
+
+def _read(root: Path, path: str) -> str | None:
+    try:
+        return (root / path.lstrip("/")).read_text()
+    except OSError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _helper(name: str) -> Helper:
+    path = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if path is None:
+        return Helper(None)
+    st = os.stat(path)
+    try:
+        caps = bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        caps = False
+    return Helper(path, bool(st.st_mode & stat.S_ISUID) and st.st_uid == 0, caps)
+
+
+def _subids(root: Path, path: str) -> tuple[tuple[SubidEntry, ...], str | None]:
+    try:
+        return parse_subid_file(_read(root, path) or ""), None
+    except HostError as exc:
+        return (), f"{path}: {exc.message}"
+
+
+def _cgroup(root: Path) -> str:
+    base = root / "sys/fs/cgroup"
+    if (base / "cgroup.controllers").exists():
+        return "v2"
+    return "hybrid" if (base / "unified").is_dir() else "v1"
+
+
+def _tun(root: Path) -> Literal["ok", "missing", "denied"]:
+    path = root / "dev/net/tun"
+    try:
+        if not stat.S_ISCHR(path.stat().st_mode):
+            return "missing"
+    except OSError:
+        return "missing"
+    return "ok" if os.access(path, os.R_OK | os.W_OK) else "denied"
+
+
+def _default_ulimits(root: Path, home: str) -> tuple[str, ...] | None:
+    """containers.conf's default_ulimits, the later file winning (None: not set)."""
+    found: tuple[str, ...] | None = None
+    for path in (
+        root / "usr/share/containers/containers.conf",
+        root / "etc/containers/containers.conf",
+        Path(home) / ".config/containers/containers.conf",
+    ):
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        value = data.get("containers", {}).get("default_ulimits")
+        if isinstance(value, list):
+            found = tuple(str(v) for v in value)
+    return found
+
+
+def _binfmt(root: Path) -> dict[str, tuple[bool, bool]] | None:
+    base = root / "proc/sys/fs/binfmt_misc"
+    if not (base / "status").exists():
+        return None
+    handlers = {}
+    for entry in sorted(base.iterdir()):
+        if entry.name in ("status", "register"):
+            continue
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        flags = next(
+            (ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags:")), ""
+        )
+        handlers[entry.name] = (text.startswith("enabled"), "F" in flags)
+    return handlers
+
+
+def system_facts(home: str, root: Path = Path("/"), full: bool = True) -> SystemFacts:
+    """Read the host. `full=False` reads only what `preflight` needs."""
+    subuid, uid_err = _subids(root, "/etc/subuid")
+    subgid, gid_err = _subids(root, "/etc/subgid")
+    facts = SystemFacts(
+        max_user_namespaces=_int(_read(root, "/proc/sys/user/max_user_namespaces")),
+        unprivileged_userns_clone=_int(_read(root, "/proc/sys/kernel/unprivileged_userns_clone")),
+        newuidmap=_helper("newuidmap"),
+        newgidmap=_helper("newgidmap"),
+        subuid=subuid,
+        subgid=subgid,
+        subid_errors=tuple(e for e in (uid_err, gid_err) if e),
+    )
+    if not full:
+        return facts
+    restrict = _read(root, "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+    return replace(
+        facts,
+        apparmor_restricts_userns=(restrict or "").strip() == "1",
+        apparmor_rootlesskit_profile=(root / "etc/apparmor.d/rootlesskit").exists(),
+        cgroup=_cgroup(root),
+        tun=_tun(root),
+        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
+        podman_default_ulimits=_default_ulimits(root, home),
+        binfmt=_binfmt(root),
+    )
+
+
+def probe_engine(kind: EngineKind, env: Mapping[str, str], image: str) -> EngineProbe:
+    """Ask one engine about itself and the image; never raises."""
+    binary = shutil.which(kind, path=env.get("PATH"))
+    if binary is None:
+        return EngineProbe(kind, None)
+    try:
+        out = subprocess.run(
+            [binary, "info", "--format", "{{json .}}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return EngineProbe(kind, binary, error="no answer within 60 s")
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["no output"]
+        return EngineProbe(kind, binary, error=lines[-1])
+    info: dict[str, Any] = json.loads(out.stdout)
+    if kind == "podman":
+        host = info.get("host", {})
+        rootless = bool(host.get("security", {}).get("rootless"))
+        maps = (host.get("idMappings") or {}).get("uidmap") or []
+        probe = EngineProbe(
+            kind,
+            binary,
+            reachable=True,
+            version=str(info.get("version", {}).get("Version", "")),
+            mode=EngineMode.ROOTLESS_PODMAN if rootless else EngineMode.ROOTFUL_PODMAN,
+            runtime=str(host.get("ociRuntime", {}).get("name", "")),
+            cgroup=str(host.get("cgroupVersion", "")),
+            mapped_uids=sum(int(m.get("size", 0)) for m in maps) if rootless else None,
+        )
+    else:
+        options = info.get("SecurityOptions") or []
+        rootless = any("name=rootless" in o for o in options)
+        probe = EngineProbe(
+            kind,
+            binary,
+            reachable=True,
+            version=str(info.get("ServerVersion", "")),
+            mode=EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER,
+            runtime=str(info.get("DefaultRuntime", "")),
+            cgroup=f"v{info.get('CgroupVersion', '')}",
+        )
+    fmt = '{{index .Config.Labels "io.kasctl.version"}}'
+    image_out = subprocess.run(
+        [binary, "image", "inspect", "--format", fmt, image],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    present = image_out.returncode == 0
+    version = image_out.stdout.strip() if present else None
+    return replace(probe, image_present=present, image_version=version)
+
+
+# ------------------------------------------------------------------ judging
+
+
+def _userns(system: SystemFacts, mode: EngineMode, bs: BuildSystem, uid: int) -> Check | None:
+    needs = mode.rootless or bs is BuildSystem.ISAR_ROOTLESS
+    if not needs:
+        return Check("user namespaces", "ok", "not needed in this mode")
+    if system.max_user_namespaces == 0:
+        return Check(
+            "user namespaces",
+            "fail",
+            "disabled: user.max_user_namespaces = 0",
+            "sysctl -w user.max_user_namespaces=28633 (and in /etc/sysctl.d to keep it)",
+        )
+    if system.unprivileged_userns_clone == 0 and (uid != 0 or mode.rootless):
+        return Check(
+            "user namespaces",
+            "fail",
+            "unprivileged ones are disabled: kernel.unprivileged_userns_clone = 0",
+            "sysctl -w kernel.unprivileged_userns_clone=1",
+        )
+    return Check("user namespaces", "ok", f"max_user_namespaces = {system.max_user_namespaces}")
+
+
+def _helpers(system: SystemFacts, mode: EngineMode) -> list[Check]:
+    if not mode.rootless:
+        return [Check("newuidmap/newgidmap", "ok", "not needed on the host in this mode")]
+    checks = []
+    for name, helper in (("newuidmap", system.newuidmap), ("newgidmap", system.newgidmap)):
+        if helper.path is None:
+            checks.append(
+                Check(name, "fail", "not installed", "install the uidmap package (Debian/Ubuntu)")
+            )
+        elif not (helper.setuid_root or helper.file_caps):
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{helper.path} is neither setuid root nor has file capabilities",
+                    f"chmod u+s {helper.path} (owned by root), or reinstall uidmap",
+                )
+            )
+        else:
+            how = "setuid root" if helper.setuid_root else "file capabilities"
+            checks.append(Check(name, "ok", f"{helper.path}, {how}"))
+    return checks
+
+
+def _subid_checks(
+    system: SystemFacts, host: HostFacts, mode: EngineMode, bs: BuildSystem
+) -> list[Check]:
+    if not mode.rootless:
+        return [
+            Check(
+                "sub-ids",
+                "ok",
+                "not needed on the host in this mode (the container's own ids serve Isar)",
+            )
+        ]
+    checks = [Check("sub-ids", "fail", e, "fix the line in that file") for e in system.subid_errors]
+    for kind, entries in (("subuid", system.subuid), ("subgid", system.subgid)):
+        name = f"/etc/{kind}"
+        mine = [e for e in entries if e.owner in (host.user, str(host.uid))]
+        rng = range_for(entries, host.user, host.uid)
+        if rng is None:
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"no range for {host.user} (uid {host.uid})",
+                    _add_range_fix(host, system),
+                )
+            )
+            continue
+        clashes = overlaps(entries)
+        own = [(a, b) for a, b in clashes if a in mine and b in mine]
+        shared = [(a, b) for a, b in clashes if (a in mine) != (b in mine)]
+        if own:
+            a, b = own[0]
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{host.user}'s lines {a.line} and {b.line} overlap: "
+                    "newuidmap refuses such maps",
+                    f"keep one line for {host.user} in {name}, then `podman system migrate`",
+                )
+            )
+            continue
+        if shared:
+            a, b = shared[0]
+            other = b if a in mine else a
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{host.user}'s range overlaps {other.owner}'s (line {other.line}): "
+                    "both users' builds would share host ids",
+                    "give each user a range of its own",
+                )
+            )
+        if len(mine) > 1:
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{len(mine)} lines for {host.user}: the engine maps all, Isar uses the first",
+                    f"merge them into one line of at least {sufficient_host_count(host.uid)} ids",
+                )
+            )
+        checks.append(_subid_size(name, rng, host, bs))
+    return checks
+
+
+def _add_range_fix(host: HostFacts, system: SystemFacts) -> str:
+    """A usermod line giving the user a big enough range after everyone else's."""
+    taken = [e.range.end for e in (*system.subuid, *system.subgid)]
+    first = max([100000, *taken])
+    last = first + sufficient_host_count(host.uid) - 1
+    return (
+        f"usermod --add-subuids {first}-{last} --add-subgids {first}-{last} {host.user}, "
+        "then `podman system migrate`"
+    )
+
+
+def _subid_size(name: str, rng: Range, host: HostFacts, bs: BuildSystem) -> Check:
+    detail = f"{host.user}:{rng.start}:{rng.count}"
+    if bs is not BuildSystem.ISAR_ROOTLESS:
+        ok = rng.count >= FULL_RANGE
+        return Check(
+            name,
+            "ok" if ok else "warn",
+            detail,
+            "" if ok else f"use at least {FULL_RANGE} ids so images' own users fit",
+        )
+    got = rootless_builder_range(rng, host.uid)
+    if got is not None and got.count >= FULL_RANGE:
+        return Check(name, "ok", f"{detail}; Isar gets {got.count} ids, 65534 included")
+    need = sufficient_host_count(host.uid)
+    return Check(
+        name,
+        "warn",
+        f"{detail} leaves Isar {got.count if got else 0} ids: nobody/nogroup (65534) "
+        "cannot be mapped linearly",
+        f"use {host.user}:{rng.start}:{need} (then `podman system migrate`)",
+    )
+
+
+def _apparmor(system: SystemFacts, mode: EngineMode, bs: BuildSystem) -> Check:
+    if not system.apparmor_restricts_userns:
+        return Check("AppArmor", "ok", "no user-namespace restriction")
+    if not (mode.rootless or bs is BuildSystem.ISAR_ROOTLESS):
+        return Check("AppArmor", "ok", "restricts user namespaces; not needed in this mode")
+    if mode is EngineMode.ROOTLESS_DOCKER and system.apparmor_rootlesskit_profile:
+        return Check("AppArmor", "ok", "restricts user namespaces; rootlesskit's profile allows")
+    return Check(
+        "AppArmor",
+        "fail" if mode.rootless else "warn",
+        "kernel.apparmor_restrict_unprivileged_userns = 1",
+        "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
+        "that allows userns for the engine (Ubuntu ships one for rootlesskit)",
+    )
+
+
+def _runtime(probe: EngineProbe, system: SystemFacts) -> Check:
+    cgroup = probe.cgroup or system.cgroup
+    if probe.runtime == "crun" and (system.cgroup != "v2" or cgroup == "v1"):
+        return Check(
+            "OCI runtime",
+            "fail",
+            f"crun on cgroup {system.cgroup}: it refuses hybrid and v1 hierarchies",
+            'use runc: [engine] runtime = "runc" in containers.conf (install runc)',
+        )
+    return Check("OCI runtime", "ok", f"{probe.runtime or '?'} on cgroup {system.cgroup}")
+
+
+def _rlimits(system: SystemFacts, host: HostFacts, probe: EngineProbe, mode: EngineMode) -> Check:
+    if (
+        mode is EngineMode.ROOTFUL_PODMAN
+        and "SYS_RESOURCE" in host.missing_caps
+        and system.podman_default_ulimits != ()
+    ):
+        return Check(
+            "rlimits",
+            "fail",
+            "podman sets default ulimits, but this host lacks CAP_SYS_RESOURCE to raise them",
+            "set `default_ulimits = []` under [containers] in /etc/containers/containers.conf",
+        )
+    detail = f"hard nofile {system.nofile_hard}, nproc {system.nproc_hard}"
+    low = mode.rootless and 0 <= system.nofile_hard < MIN_NOFILE
+    if low:
+        return Check(
+            "rlimits",
+            "warn",
+            f"{detail}: a rootless runtime cannot raise nofile above the hard limit; "
+            "parallel bitbake tasks may run out of files",
+            f"raise the hard nofile limit (limits.conf or the CI runner's service) to {MIN_NOFILE}+",
+        )
+    return Check("rlimits", "ok", detail)
+
+
+def _tun_check(system: SystemFacts, mode: EngineMode) -> Check:
+    if not mode.rootless:
+        return Check("/dev/net/tun", "ok", "not needed in this mode")
+    if system.tun == "ok":
+        return Check("/dev/net/tun", "ok", "usable (slirp4netns/rootlesskit networking)")
+    what = "missing" if system.tun == "missing" else "not readable and writable by you"
+    return Check(
+        "/dev/net/tun",
+        "fail",
+        f"{what}: rootless networking (slirp4netns, rootlesskit) needs it",
+        "mknod /dev/net/tun c 10 200 && chmod 666 /dev/net/tun (or load the tun module)",
+    )
+
+
+def _engine_map(probe: EngineProbe, host: HostFacts, bs: BuildSystem) -> Check | None:
+    if probe.mapped_uids is None or bs is not BuildSystem.ISAR_ROOTLESS:
+        return None
+    need = sufficient_host_count(host.uid) + 1
+    if probe.mapped_uids >= need:
+        return Check("engine id map", "ok", f"{probe.mapped_uids} uids mapped by podman")
+    return Check(
+        "engine id map",
+        "warn",
+        f"podman maps {probe.mapped_uids} uids, fewer than the {need} Isar needs here",
+        "enlarge the ranges in /etc/subuid and /etc/subgid, then `podman system migrate` "
+        "(podman keeps the map it made first)",
+    )
+
+
+def _image(probe: EngineProbe, image: str) -> Check:
+    if not probe.image_present:
+        return Check(
+            "image",
+            "warn",
+            f"{image} is not in {probe.kind}'s store",
+            "kasctl builds it on first use, or now: `kasctl image build`",
+        )
+    if probe.image_version != __version__:
+        return Check(
+            "image",
+            "warn",
+            f"{image} was built by kasctl {probe.image_version or '?'}, this is {__version__}",
+            "rebuild it: `kasctl image build`",
+        )
+    return Check("image", "ok", f"{image}, built by kasctl {__version__}")
+
+
+def _binfmt_check(system: SystemFacts) -> Check:
+    if system.binfmt is None:
+        return Check(
+            "binfmt",
+            "warn",
+            "binfmt_misc is not mounted: no foreign-architecture targets",
+            "only for foreign targets: install qemu-user-static and binfmt-support",
+        )
+    qemu = {n: v for n, v in system.binfmt.items() if n.startswith("qemu-")}
+    usable = sorted(n.removeprefix("qemu-") for n, (on, fixed) in qemu.items() if on and fixed)
+    if usable:
+        return Check("binfmt", "ok", "foreign architectures: " + ", ".join(usable))
+    if qemu:
+        return Check(
+            "binfmt",
+            "warn",
+            "qemu handlers lack the F (fix-binary) flag: they do not work inside containers",
+            "install qemu-user-static (Debian registers them with F)",
+        )
+    return Check(
+        "binfmt",
+        "warn",
+        "no qemu handlers: native-architecture targets only",
+        "only for foreign targets: install qemu-user-static",
+    )
+
+
+def judge(
+    system: SystemFacts,
+    host: HostFacts,
+    probe: EngineProbe,
+    bs: BuildSystem,
+    image: str,
+) -> list[Check]:
+    """All checks for one engine and build system, in the order a fix is needed."""
+    if probe.binary is None:
+        return [
+            Check(
+                probe.kind,
+                "fail",
+                "not installed",
+                "install podman (recommended for isar-rootless) or docker",
+            )
+        ]
+    if not probe.reachable or probe.mode is None:
+        return [
+            Check(
+                probe.kind,
+                "fail",
+                f"{probe.binary} cannot reach its engine: {probe.error}",
+                "start it (dockerd, or dockerd-rootless.sh with DOCKER_HOST set) or fix "
+                "DOCKER_HOST/CONTAINER_HOST; for system docker, join the docker group",
+            )
+        ]
+    mode = probe.mode
+    checks = [
+        Check(probe.kind, "ok", f"{probe.version}, {mode.value}, for {bs.value}"),
+        *[c for c in [_userns(system, mode, bs, host.uid)] if c],
+        *_helpers(system, mode),
+        *_subid_checks(system, host, mode, bs),
+        *[c for c in [_engine_map(probe, host, bs)] if c],
+        _apparmor(system, mode, bs),
+        _runtime(probe, system),
+        _rlimits(system, host, probe, mode),
+        _tun_check(system, mode),
+        _image(probe, image),
+        _binfmt_check(system),
+    ]
+    return checks
+
+
+def preflight(system: SystemFacts, host: HostFacts, mode: EngineMode, bs: BuildSystem) -> None:
+    """Before a build: stop with doctor's explanation when it cannot work at all."""
+    checks = [
+        *[c for c in [_userns(system, mode, bs, host.uid)] if c],
+        *_helpers(system, mode),
+        *_subid_checks(system, host, mode, bs),
+    ]
+    for check in checks:
+        if check.status == "fail":
+            raise HostError(
+                f"{check.name}: {check.detail} ({mode.value}, {bs.value})",
+                fix=f"{check.fix}; `kasctl doctor` checks the whole host",
+            )
+
+
+def render(checks: Sequence[Check]) -> str:
+    lines = []
+    for c in checks:
+        lines.append(f"{c.status:<5} {c.name}: {c.detail}")
+        if c.fix and c.status != "ok":
+            lines.append(f"      fix: {c.fix}")
+    return "\n".join(lines)
+
+
+def to_json(checks: Sequence[Check], **extra: object) -> str:
+    return json.dumps({**extra, "checks": [asdict(c) for c in checks]}, indent=2)
