@@ -348,7 +348,8 @@ def _parse_and_validate(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...
             problem = exc.problem or exc.context or "invalid YAML"
             if "\\t" in problem:
                 fix = "YAML indents with spaces only: replace the tab"
-            elif "single document" in problem:
+            elif "another document" in problem:
+                problem = "a second document (kas reads one)"
                 fix = "a kas config is one YAML document: remove the second `---`"
             else:
                 fix = "check the indentation, colons and quotes on that line and the one before"
