@@ -249,6 +249,30 @@ else
 fi
 info "server $(rootless_docker version --format '{{.Server.Version}}'), socket $ROOTLESS_DOCKER_SOCK"
 
+# ------------------------------------------- users for host-problem tests
+# kasnum: its sub-id lines name it by uid, not by name (both must work).
+# kasnosub: no sub-id range at all (kasctl must say so before any container).
+# Their ranges lie far above kasci's, so no two users share host ids.
+step "users for host-problem tests"
+extra_user() {
+    local name=$1 line=$2 uid home
+    id "$name" >/dev/null 2>&1 \
+        || { useradd -m -s /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$name" && info "created $name"; }
+    uid=$(id -u "$name")
+    home=$(getent passwd "$name" | cut -d: -f6)
+    for f in /etc/subuid /etc/subgid; do
+        grep -v -e "^$name:" -e "^$uid:" "$f" >"$f.tmp" || true
+        [ -z "$line" ] || printf '%s\n' "${line//UID/$uid}" >>"$f.tmp"
+        chmod 644 "$f.tmp" && mv "$f.tmp" "$f"
+    done
+    install -d -m 700 -o "$uid" -g "$(id -g "$name")" "/run/user/$uid"
+    write_file "$home/.config/containers/containers.conf" "$CONTAINERS_CONF" "$name"
+    write_file "$home/.config/containers/storage.conf" "$STORAGE_CONF" "$name"
+    info "$name (uid $uid): ${line:+${line//UID/$uid}}${line:-no sub-ids}"
+}
+extra_user kasnum "UID:500000:165536"
+extra_user kasnosub ""
+
 # ---------------------------------------------------- the privileged executor
 # isar-privileged on a rootless engine runs the rootful one through sudo, as
 # kas-container does; the test user may do that for the engines only.
