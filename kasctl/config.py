@@ -457,17 +457,22 @@ def _describe(error: Any) -> str:
     return str(error.message)
 
 
-def repo_dir_of(path: Path) -> Path:
-    """The repository a config lives in: its git/hg top level, else its directory."""
-    directory = path.resolve().parent
+def _vcs_root(directory: Path) -> Path | None:
+    """The git or hg top level that holds a directory; None outside any repository."""
     for probe in (["git", "rev-parse", "--show-toplevel"], ["hg", "root"]):
         try:
             out = subprocess.run(probe, cwd=directory, capture_output=True, text=True, check=False)
-        except FileNotFoundError:
+        except OSError:  # that tool is not installed (or not runnable): try the next
             continue
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip()).resolve()
-    return directory
+    return None
+
+
+def repo_dir_of(path: Path) -> Path:
+    """The repository a config lives in: its git/hg top level, else its directory."""
+    directory = path.resolve().parent
+    return _vcs_root(directory) or directory
 
 
 @dataclass(frozen=True)
@@ -524,13 +529,23 @@ def split_config_arg(arg: str) -> list[Path]:
 def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
     """Load and validate every file of a CONFIG argument; the first decides the build system."""
     files = tuple(load_file(p) for p in split_config_arg(arg))
-    repo = repo_dir_of(files[0].path)
+    first_dir = files[0].path.resolve().parent
+    first_root = _vcs_root(first_dir)
+    repo = first_root or first_dir
     for f in files[1:]:
         if not f.path.resolve().is_relative_to(repo):
             raise ConfigError(
                 f"config file is outside the first file's repository {repo}",
                 where=str(f.path),
                 fix="all files of a:b:c must live in the first file's repository",
+            )
+        root = _vcs_root(f.path.resolve().parent)
+        if root != first_root:  # kas's own rule: one repository (or none) for all
+            raise ConfigError(
+                f"config file belongs to {'repository ' + str(root) if root else 'no repository'}"
+                f", the first file to {'repository ' + str(first_root) if first_root else 'none'}",
+                where=str(f.path),
+                fix="kas takes all files of a:b:c from one repository: move them into one",
             )
     check_mountable(repo, "the config's repository")
     check_includes(files, repo)
