@@ -108,7 +108,13 @@ def parse_subid_file(text: str) -> tuple[SubidEntry, ...]:
                 f"line {number} is not NAME:START:COUNT: {line!r}",
                 fix="each line must read user:first-id:count, e.g. builder:100000:165536",
             )
-        entries.append(SubidEntry(fields[0], Range(int(fields[1]), int(fields[2])), number))
+        start, count = int(fields[1]), int(fields[2])
+        if start + count > ID_LIMIT:
+            raise HostError(
+                f"line {number} reaches past the largest id, {ID_LIMIT - 1}: {line!r}",
+                fix="a range START:COUNT must end below 4294967295 (START + COUNT <= 4294967295)",
+            )
+        entries.append(SubidEntry(fields[0], Range(start, count), number))
     return tuple(entries)
 
 
