@@ -17,6 +17,16 @@ pytestmark = pytest.mark.e2e
 MODE = "rootless-podman"
 
 
+def _head(repo: Path) -> str:
+    """The repo's HEAD, read as root from the test user's repo (git would refuse it as unsafe)."""
+    out = subprocess.run(
+        ["git", "-c", "safe.directory=*", "-C", str(repo), "rev-parse", "HEAD"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert len(out.stdout.strip()) == 40
+    return out.stdout.strip()
+
+
 def _ok(runner: Runner, project: Project, *args: str, **kw: object) -> str:
     result = runner.kasctl(*args, cwd=project.work, **kw)  # type: ignore[arg-type]
     assert result.returncode == 0
@@ -33,9 +43,7 @@ def test_checkout_dump_and_for_all_repos(project_factory: list[Project]) -> None
     dumped = _ok(runner, project, "dump", project.config)
     assert "machine: qemux86-64" in dumped
     heads = _ok(runner, project, "for-all-repos", project.config, "git rev-parse HEAD")
-    head = subprocess.run(
-        ["git", "-C", str(project.repo), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    head = _head(project.repo)
     assert head in heads
 
 
@@ -171,9 +179,7 @@ def test_git_worktree_works_inside_the_container(mode: str, project_factory: lis
          "worktree", "add", "-q", str(worktree)],
         check=True, capture_output=True,
     )  # fmt: skip
-    head = subprocess.run(
-        ["git", "-C", str(project.repo), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    head = _head(project.repo)
 
     result = runner.kasctl(
         "shell", "wt/oe-standin.yml", "-c", "git -C /repo rev-parse HEAD", cwd=project.work
