@@ -10,17 +10,14 @@ import json
 import logging
 import os
 import sys
-import tempfile
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from kasctl import (
-    __version__,
     clean,
+    cmdline,
     commands,
     config,
     credentials,
@@ -39,74 +36,6 @@ from kasctl.plan import REPO, REPO2, Request, RunPlan, plan, worktree_gitfile_te
 
 log = logging.getLogger("kasctl")
 
-app = typer.Typer(
-    name="kasctl",
-    help="Run kas builds (OpenEmbedded, Isar privileged and rootless) in podman or docker, "
-    "with the fewest privileges that work.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-image_app = typer.Typer(help="Manage the kasctl build image.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-IsarRootless = Annotated[
-    bool, typer.Option("--isar-rootless", help="Isar without root (user namespaces).")
-]
-IsarPrivileged = Annotated[
-    bool, typer.Option("--isar-privileged", help="Isar with sudo in a privileged container.")
-]
-Isar = Annotated[
-    bool, typer.Option("--isar", hidden=True, help="Deprecated: means --isar-privileged.")
-]
-Engine = Annotated[
-    str | None,
-    typer.Option("--engine", help="docker or podman (default: KAS_CONTAINER_ENGINE, or detected)."),
-]
-DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="Print the exact engine command line; run nothing.")
-]
-Explain = Annotated[
-    bool, typer.Option("--explain", help="With --dry-run: print why each privilege is granted.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="With --dry-run: the RunPlan as JSON.")]
-RuntimeArgs = Annotated[
-    str | None,
-    typer.Option("--runtime-args", "--docker-args", help="Extra engine run arguments."),
-]
-NoProxy = Annotated[
-    bool,
-    typer.Option("--no-proxy-from-env", help="Do not pass the host's proxy variables."),
-]
-SshDir = Annotated[
-    str | None, typer.Option("--ssh-dir", help="Share this ssh dir (read-only) as ~/.ssh.")
-]
-SshAgent = Annotated[
-    bool, typer.Option("--ssh-agent", help="Share the ssh agent socket (SSH_AUTH_SOCK).")
-]
-AwsDir = Annotated[
-    str | None, typer.Option("--aws-dir", help="Share this AWS config dir (read-only).")
-]
-GitCredStore = Annotated[
-    str | None,
-    typer.Option("--git-credential-store", help="Share this git credential store file."),
-]
-GitCredSocket = Annotated[
-    str | None,
-    typer.Option("--git-credential-socket", help="Share this git credential cache socket."),
-]
-Cmd = Annotated[
-    str | None,
-    typer.Option("-c", "--cmd", "--command", help="shell only: run this command, not a shell."),
-]
-RepoRw = Annotated[
-    bool | None,
-    typer.Option("--repo-rw/--repo-ro", help="Mount the config's repository writable or not."),
-]
-
 
 @dataclass(frozen=True)
 class Options:
@@ -123,14 +52,27 @@ class Options:
     no_proxy_from_env: bool = False
     credentials: CredentialOptions = CredentialOptions()
 
-    def merged(self, **later: object) -> Options:
-        """Command-level options win over global ones; flags add up."""
-        values = {
-            k: v
-            for k, v in later.items()
-            if v is not None and (v is not False or k == "repo_rw")  # --repo-ro is False
-        }
-        return replace(self, **values)  # type: ignore[arg-type]
+    @classmethod
+    def given(cls, values: Mapping[str, Any]) -> Options:
+        """From the options as given (cmdline.Parsed.options(): the command's own win)."""
+        return cls(
+            isar_rootless=bool(values.get("isar_rootless")),
+            isar_privileged=bool(values.get("isar_privileged") or values.get("isar")),
+            engine=values.get("engine"),
+            dry_run=bool(values.get("dry_run")),
+            explain=bool(values.get("explain")),
+            as_json=bool(values.get("as_json")),
+            runtime_args=values.get("runtime_args"),
+            repo_rw=values.get("repo_rw"),
+            no_proxy_from_env=bool(values.get("no_proxy_from_env")),
+            credentials=CredentialOptions(
+                ssh_dir=values.get("ssh_dir"),
+                ssh_agent=bool(values.get("ssh_agent")),
+                aws_dir=values.get("aws_dir"),
+                git_credential_store=values.get("git_credential_store"),
+                git_credential_socket=values.get("git_credential_socket"),
+            ),
+        )
 
     def build_system_override(self) -> BuildSystem | None:
         if self.isar_rootless and self.isar_privileged:
@@ -145,12 +87,6 @@ class Options:
         return None
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"kasctl {__version__}")
-        raise typer.Exit()
-
-
 def _setup_logging(level: str) -> None:
     numeric = getattr(logging, level.upper(), None)
     if not isinstance(numeric, int):
@@ -158,37 +94,6 @@ def _setup_logging(level: str) -> None:
             f"unknown log level {level!r}", fix="use debug, info, warning, error or critical"
         )
     logging.basicConfig(level=numeric, format="kasctl: %(levelname)s: %(message)s")
-
-
-@app.callback()
-def main_callback(
-    ctx: typer.Context,
-    isar_rootless: IsarRootless = False,
-    isar_privileged: IsarPrivileged = False,
-    isar: Isar = False,
-    engine: Engine = None,
-    dry_run: DryRun = False,
-    runtime_args: RuntimeArgs = None,
-    repo_rw: RepoRw = None,
-    log_level: Annotated[
-        str, typer.Option("-l", "--log-level", help="debug, info, warning, error.")
-    ] = "warning",
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-) -> None:
-    _setup_logging(log_level)
-    if isar:
-        log.warning("--isar is deprecated and means --isar-privileged")
-    ctx.obj = Options(
-        isar_rootless=isar_rootless,
-        isar_privileged=isar_privileged or isar,
-        engine=engine,
-        dry_run=dry_run,
-        runtime_args=runtime_args,
-        repo_rw=repo_rw,
-    )
 
 
 def _work_dir(env: os._Environ[str]) -> Path:
@@ -276,7 +181,7 @@ def _clean_preview(command: str, work_dir: Path, env: os._Environ[str]) -> int:
 
 
 def run_kas(
-    ctx: typer.Context,
+    given: cmdline.Parsed,
     spec: Command,
     opts: Options,
     shell_cmd: str | None,
@@ -284,7 +189,7 @@ def run_kas(
     clean_dry_run: bool = False,
 ) -> int:
     """Load config, gather facts, plan, then print or run. Returns the exit status."""
-    parsed = commands.parse(spec, list(ctx.args))
+    parsed = commands.parse(spec, list(given.args), list(given.bitbake))
     env = os.environ
     work_dir = _work_dir(env)
     _check_ref_dir(env)
@@ -321,7 +226,7 @@ def run_kas(
         build_system=build_system,
         work_dir=work_dir,
         image=image.default_image(env),
-        name=f"kasctl-{uuid.uuid4().hex[:12]}",
+        name=f"kasctl-{os.urandom(6).hex()}",
         config=cfg,
         config2=cfg2,
         kas_args=kas_args,
@@ -336,13 +241,16 @@ def run_kas(
         pid=os.getpid(),
         shares=shares,
     )
+    worktree = config.worktree_of(cfg.repo_dir) if cfg else None
+    if worktree is None:
+        return _plan_and_run(req, host, engine, opts, spec, cfg, work_dir)
+    import tempfile  # only a git worktree needs a scratch dir (for its .git file)
+
     with tempfile.TemporaryDirectory(prefix="kasctl-") as scratch:
-        worktree = config.worktree_of(cfg.repo_dir) if cfg else None
-        if worktree is not None:
-            gitfile = Path(scratch) / "dotgit"
-            gitfile.write_text(worktree_gitfile_text(worktree))
-            gitfile.chmod(0o644)
-            req = replace(req, worktree=worktree, worktree_gitfile=str(gitfile))
+        gitfile = Path(scratch) / "dotgit"
+        gitfile.write_text(worktree_gitfile_text(worktree))
+        gitfile.chmod(0o644)
+        req = replace(req, worktree=worktree, worktree_gitfile=str(gitfile))
         return _plan_and_run(req, host, engine, opts, spec, cfg, work_dir)
 
 
@@ -410,84 +318,26 @@ def _remove_leftovers(run_plan: RunPlan, host: HostFacts, work_dir: Path) -> Non
         )
 
 
-def _kas_command(spec: Command) -> None:
-    """Register one kas command; all share the same options and flow."""
-
-    def command(
-        ctx: typer.Context,
-        isar_rootless: IsarRootless = False,
-        isar_privileged: IsarPrivileged = False,
-        isar: Isar = False,
-        engine: Engine = None,
-        dry_run: DryRun = False,
-        explain: Explain = False,
-        as_json: AsJson = False,
-        runtime_args: RuntimeArgs = None,
-        repo_rw: RepoRw = None,
-        no_proxy: NoProxy = False,
-        ssh_dir: SshDir = None,
-        ssh_agent: SshAgent = False,
-        aws_dir: AwsDir = None,
-        git_credential_store: GitCredStore = None,
-        git_credential_socket: GitCredSocket = None,
-        cmd: Cmd = None,
-    ) -> None:
-        opts = (ctx.obj or Options()).merged(
-            isar_rootless=isar_rootless,
-            isar_privileged=isar_privileged or isar,
-            engine=engine,
-            dry_run=dry_run,
-            explain=explain,
-            as_json=as_json,
-            runtime_args=runtime_args,
-            repo_rw=repo_rw,
-            no_proxy_from_env=no_proxy,
-            credentials=CredentialOptions(
-                ssh_dir=ssh_dir,
-                ssh_agent=ssh_agent,
-                aws_dir=aws_dir,
-                git_credential_store=git_credential_store,
-                git_credential_socket=git_credential_socket,
-            ),
+def _kas(given: cmdline.Parsed, opts: Options) -> int:
+    """One of kas's commands: all share the same options and flow."""
+    spec = COMMANDS[given.command]
+    cmd = given.options().get("cmd")
+    if cmd is not None and spec.name != "shell":
+        raise UsageError(
+            f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`",
+            fix="run one command with `kasctl shell -c CMD CONFIG`",
         )
-        if cmd is not None and spec.name != "shell":
-            raise UsageError(
-                f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`",
-                fix="run one command with `kasctl shell -c CMD CONFIG`",
-            )
-        if spec.cleans and dry_run and not as_json:
-            # kas's meaning, as kas-container users know it: list what would go
-            return_code = run_kas(ctx, spec, replace(opts, dry_run=False), cmd, clean_dry_run=True)
-            raise typer.Exit(return_code)
-        raise typer.Exit(run_kas(ctx, spec, opts, cmd))
-
-    command.__doc__ = spec.help
-    app.command(spec.name, context_settings=PASS_THROUGH)(command)
+    if spec.cleans and given.after.get("dry_run") and not opts.as_json:
+        # kas's meaning, as kas-container users know it: list what would go
+        return run_kas(given, spec, replace(opts, dry_run=False), cmd, clean_dry_run=True)
+    return run_kas(given, spec, opts, cmd)
 
 
-for _spec in COMMANDS.values():
-    _kas_command(_spec)
-
-
-@app.command("doctor")
-def doctor_command(
-    ctx: typer.Context,
-    config_arg: Annotated[
-        str | None,
-        typer.Argument(metavar="[CONFIG]", help="The kas config to check for (its build_system)."),
-    ] = None,
-    isar_rootless: IsarRootless = False,
-    isar_privileged: IsarPrivileged = False,
-    engine: Engine = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The checks as JSON.")] = False,
-) -> None:
-    """Check this host for a build: one line per check, with the fix. Exit 0 when it can work."""
-    opts = (ctx.obj or Options()).merged(
-        isar_rootless=isar_rootless, isar_privileged=isar_privileged, engine=engine
-    )
+def _doctor(given: cmdline.Parsed, opts: Options) -> int:
+    """Check this host for a build: one line per check, with the fix. 0 when it can work."""
     override = opts.build_system_override()
-    if config_arg:
-        build_system = config.load(config_arg, override).build_system
+    if given.args:
+        build_system = config.load(given.args[0], override).build_system
     else:
         build_system = override or BuildSystem.ISAR_ROOTLESS
     env = os.environ
@@ -515,7 +365,7 @@ def doctor_command(
         ]
     failed = any(c.status == "fail" for c in checks)
     chosen = probes[kind].mode if kind else None
-    if as_json:
+    if opts.as_json:
         print(
             doctor.to_json(
                 [*checks, *others],
@@ -528,41 +378,47 @@ def doctor_command(
     else:
         print(doctor.render([*checks, *others]))
         print("kasctl doctor: " + ("this host cannot build as chosen" if failed else "ready"))
-    raise typer.Exit(1 if failed else 0)
+    return 1 if failed else 0
 
 
-@image_app.command("build")
-def image_build(
-    ctx: typer.Context,
-    engine: Engine = None,
-    bootstrap_base: Annotated[
-        bool,
-        typer.Option("--bootstrap-base", help="Make the base image with mmdebstrap, never pull."),
-    ] = False,
-) -> None:
+def _image_build(given: cmdline.Parsed, opts: Options) -> int:
     """Build the kasctl image (kas, Isar's host tools, kasctl's entrypoint)."""
-    opts = (ctx.obj or Options()).merged(engine=engine)
     kind = detect.choose_engine(opts.engine, BuildSystem.ISAR_ROOTLESS, os.environ)
     binary = detect.engine_facts(kind, os.environ).binary
-    image.build(
-        [binary], image.default_image(os.environ), bootstrap=True if bootstrap_base else None
-    )
+    bootstrap = True if given.after.get("bootstrap_base") else None
+    image.build([binary], image.default_image(os.environ), bootstrap=bootstrap)
+    return 0
+
+
+def run(given: cmdline.Parsed) -> int:
+    """Carry out a parsed command line; returns the exit status."""
+    values = given.options()
+    _setup_logging(values.get("log_level", "warning"))
+    if values.get("isar"):
+        log.warning("--isar is deprecated and means --isar-privileged")
+    opts = Options.given(values)
+    if given.command == "doctor":
+        return _doctor(given, opts)
+    if given.command == "image build":
+        return _image_build(given, opts)
+    return _kas(given, opts)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the single place that turns errors into messages and exit codes.
 
-    Usage errors of the command line itself are reported by typer (exit 2);
-    everything kasctl raises is a KasctlError, printed without a traceback.
+    Everything kasctl raises, mistakes on the command line included, is a
+    KasctlError: one message and a fix, no traceback.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args == ["--version"]:  # the fast path: no CLI framework to import
-        print(f"kasctl {__version__}")
-        sys.exit(0)
     try:
-        app(args=commands.mark_bitbake_args(args), prog_name="kasctl")
+        status = run(cmdline.parse(args))
+    except cmdline.Shown as shown:
+        print(shown.text, file=sys.stdout if shown.status == 0 else sys.stderr)
+        status = shown.status
     except KasctlError as exc:
         print(exc.render(), file=sys.stderr)
-        sys.exit(exc.exit_code)
+        status = exc.exit_code
     except KeyboardInterrupt:
-        sys.exit(130)
+        status = 130
+    sys.exit(status)

@@ -53,19 +53,6 @@ COMMANDS = {
 #: kas options that take a value (the value is never a config).
 VALUE_OPTIONS = {"--format", "--indent", "--provenance", "--skip", "--target", "--task", "--sort"}
 REFUSED = {"-E", "--preserve-env"}
-#: Stands for the user's `--` on its way through the CLI framework, which
-#: would otherwise swallow it (and with it the line between kas and bitbake).
-BITBAKE_MARK = "--kasctl-bitbake-args-follow--"
-
-
-def mark_bitbake_args(argv: list[str]) -> list[str]:
-    """Replace the first `--` after a kas command with BITBAKE_MARK."""
-    for index, arg in enumerate(argv):
-        if arg == "--":
-            if any(a in COMMANDS for a in argv[:index]):
-                return [*argv[:index], BITBAKE_MARK, *argv[index + 1 :]]
-            break
-    return argv
 
 
 @dataclass(frozen=True)
@@ -91,12 +78,8 @@ class KasArgs:
         )
 
 
-def parse(command: Command, args: list[str]) -> KasArgs:
-    """Split what follows the command into kas arguments, config positions, bitbake args."""
-    bitbake: list[str] = []
-    if BITBAKE_MARK in args:
-        cut = args.index(BITBAKE_MARK)
-        args, bitbake = args[:cut], args[cut + 1 :]
+def parse(command: Command, args: list[str], bitbake: list[str] | None = None) -> KasArgs:
+    """Find the configs among kas's arguments; bitbake's (after `--`) are kept as given."""
     for arg in args:
         if arg in REFUSED or arg.startswith("--preserve-env="):
             raise UsageError(
@@ -123,7 +106,7 @@ def parse(command: Command, args: list[str]) -> KasArgs:
             "kasctl for-all-repos needs a config and a command",
             fix="kasctl for-all-repos kas.yml 'git status'",
         )
-    return KasArgs(tuple(args), tuple(wanted), tuple(bitbake))
+    return KasArgs(tuple(args), tuple(wanted), tuple(bitbake or ()))
 
 
 def split_runtime_args(raw: str | None) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kasctl.commands import BITBAKE_MARK, COMMANDS, mark_bitbake_args, parse
+from kasctl.commands import COMMANDS, parse
 from kasctl.errors import UsageError
 
 
@@ -12,7 +12,7 @@ from kasctl.errors import UsageError
     ("command", "args", "configs", "bitbake"),
     [
         ("build", ["kas.yml"], ["kas.yml"], []),
-        ("build", ["--target", "img", "a.yml:b.yml", BITBAKE_MARK, "-k"], ["a.yml:b.yml"], ["-k"]),
+        ("build", ["--target", "img", "a.yml:b.yml"], ["a.yml:b.yml"], ["-k", "--", "x"]),
         ("build", ["--update", "kas.yml", "--task", "fetch"], ["kas.yml"], []),
         ("build", [], [], []),
         ("diff", ["a.yml", "b.yml", "--format", "json"], ["a.yml", "b.yml"], []),
@@ -24,7 +24,7 @@ from kasctl.errors import UsageError
 def test_configs_are_found_in_place(
     command: str, args: list[str], configs: list[str], bitbake: list[str]
 ) -> None:
-    parsed = parse(COMMANDS[command], args)
+    parsed = parse(COMMANDS[command], args, bitbake)
     assert parsed.configs() == configs
     assert list(parsed.bitbake) == bitbake
     rewritten = parsed.with_configs([f"/repo/{c}" for c in configs])
@@ -71,11 +71,3 @@ def test_every_kas_container_command_is_there() -> None:
         "clean", "cleansstate", "cleanall", "purge", "menu",
     }  # fmt: skip
     assert set(COMMANDS) == expected
-
-
-def test_the_users_double_dash_survives_the_cli_framework() -> None:
-    argv = ["--isar-rootless", "build", "kas.yml", "--", "-k", "--", "x"]
-    assert mark_bitbake_args(argv) == [
-        "--isar-rootless", "build", "kas.yml", BITBAKE_MARK, "-k", "--", "x"
-    ]  # fmt: skip
-    assert mark_bitbake_args(["--", "build"]) == ["--", "build"]  # before any command: untouched
