@@ -33,7 +33,6 @@ the entrypoint. `purge` stays with kas.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import stat
@@ -403,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     1 when anything is left; 2 when refused (a dangerous directory, bad
     usage); 3 when the mount table or a directory to list cannot be read.
     """
+    import argparse  # the host imports this module for its checks, not for this CLI
+
     parser = argparse.ArgumentParser(
         prog="python3 -I -m kasctl.clean",
         description="Remove what kas clean/cleansstate/cleanall remove, in one process, safely. "

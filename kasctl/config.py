@@ -19,7 +19,6 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +94,12 @@ class Config:
 
 @cache
 def _schema_text() -> str:
-    text = resources.files("kasctl").joinpath("data/schema/kas-config.schema.json")
-    if not text.is_file():  # running from a source checkout
-        text = Path(__file__).resolve().parent.parent / "schema" / "kas-config.schema.json"
-    return text.read_text()
+    # a plain path, not importlib.resources: that import alone costs more than the read
+    here = Path(__file__).resolve().parent
+    packaged = here / "data" / "schema" / "kas-config.schema.json"
+    if not packaged.is_file():  # running from a source checkout
+        packaged = here.parent / "schema" / "kas-config.schema.json"
+    return packaged.read_text()
 
 
 @cache

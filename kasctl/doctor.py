@@ -15,7 +15,6 @@ import resource
 import shutil
 import stat
 import subprocess
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -156,6 +155,8 @@ def _tun(root: Path) -> Literal["ok", "missing", "denied"]:
 
 def _default_ulimits(root: Path, home: str) -> tuple[str, ...] | None:
     """containers.conf's default_ulimits, the later file winning (None: not set)."""
+    import tomllib  # only for the full check, not for every build's preflight
+
     found: tuple[str, ...] | None = None
     for path in (
         root / "usr/share/containers/containers.conf",

@@ -19,10 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 
 from kasctl import __version__
@@ -62,7 +59,7 @@ def image_exists(engine: Engine, image: str) -> bool:
 
 def _data_dir() -> Path:
     """Dockerfile and container/: inside the wheel, or in a source checkout."""
-    packaged = Path(str(resources.files("kasctl"))) / "data"
+    packaged = Path(__file__).resolve().parent / "data"
     if (packaged / "Dockerfile").is_file():
         return packaged
     return Path(__file__).resolve().parent.parent
@@ -99,6 +96,8 @@ def write_self_wheel(dest: Path) -> Path:
         )
     )
     record = [_record_line(n, d) for n, d in files] + [f"{dist}/RECORD,,"]
+    import zipfile  # building the image is rare; looking it up is on every run
+
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files:
             zf.writestr(name, data)
@@ -146,6 +145,8 @@ def bootstrap_base(engine: Engine, tag: str = BASE_IMAGE, mirror: str = DEBIAN_M
             fix="install mmdebstrap, or load the base image into the engine by hand",
         )
     print(f"kasctl: bootstrapping base image {tag} from {mirror} with mmdebstrap", file=sys.stderr)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="kasctl-base-") as tmp:
         tarball = Path(tmp) / "base.tar"
         _run_logged(
@@ -186,6 +187,8 @@ def build(
     """Build the kasctl image under `image`, showing one progress line per build step."""
     ensure_base(engine, base, bootstrap)
     data = _data_dir()
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="kasctl-image-") as tmp:
         ctx = Path(tmp)
         shutil.copy2(data / "Dockerfile", ctx / "Dockerfile")
@@ -211,6 +214,8 @@ def build(
 
 
 def _build_with_progress(argv: list[str], image: str) -> None:
+    import tempfile
+
     fd, logpath = tempfile.mkstemp(prefix="kasctl-image-build-", suffix=".log")
     logfile = os.fdopen(fd, "w")
     print(f"kasctl: building image {image} (log: {logpath})", file=sys.stderr)
