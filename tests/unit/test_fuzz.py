@@ -29,6 +29,8 @@ from kasctl.config import NEWEST_FORMAT, BuildSystem, Config, load
 from kasctl.errors import EXIT_HOST, EXIT_USAGE, ConfigError, HostError, KasctlError
 from kasctl.subids import ID_LIMIT, Extent, Range, SubidEntry, parse_id_map, parse_subid_file
 
+#: Each config example runs git once or twice (the config's repository): fewer of those.
+CONFIGS = settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 FAST = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------
@@ -120,7 +122,7 @@ YAMLISH_BYTES = st.lists(
 ).map(b"".join)
 
 
-@FAST
+@CONFIGS
 @given(st.one_of(st.binary(max_size=200), YAMLISH_BYTES), st.sampled_from([".yml", ".json"]))
 @example(b"header:\n  version: 14\n\x00", ".yml")
 @example(b'{"header": {"version": 14}, "machine": "\xff"}', ".json")
@@ -136,7 +138,7 @@ def test_load_any_bytes(config_dir: Path, data: bytes, suffix: str) -> None:
 # ---- CONFIG lists ------------------------------------------------------------
 
 
-@FAST
+@CONFIGS
 @given(
     st.lists(
         st.sampled_from(
@@ -233,7 +235,7 @@ def _write(directory: Path, data: dict[str, Any], suffix: str) -> Path:
     return path
 
 
-@FAST
+@CONFIGS
 @given(valid_configs(), st.sampled_from([".yml", ".json"]))
 def test_valid_configs_load(config_dir: Path, data: dict[str, Any], suffix: str) -> None:
     """No false alarm: whatever the schema allows, kasctl lets through."""
@@ -265,7 +267,7 @@ FAULTS: list[tuple[tuple[str, ...], object, str]] = [
 ]
 
 
-@FAST
+@CONFIGS
 @given(valid_configs(), st.sampled_from(FAULTS), st.sampled_from([".yml", ".json"]))
 def test_one_planted_fault_is_named(
     config_dir: Path,
@@ -291,7 +293,7 @@ def test_one_planted_fault_is_named(
         assert where[-1] in text_line or key_path.split(".")[-1] in text_line, result.render()
 
 
-@FAST
+@CONFIGS
 @given(
     valid_configs(),
     st.lists(st.sampled_from(sorted(INCLUDABLE) + sorted(BAD_INCLUDES)), min_size=1, max_size=3),
