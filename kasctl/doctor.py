@@ -475,7 +475,8 @@ def _rlimits(system: SystemFacts, host: HostFacts, probe: EngineProbe, mode: Eng
             "warn",
             f"{detail}: a rootless runtime cannot raise nofile above the hard limit; "
             "parallel bitbake tasks may run out of files",
-            f"raise the hard nofile limit (limits.conf or the CI runner's service) to {MIN_NOFILE}+",
+            f"raise the hard nofile limit to {MIN_NOFILE} or more "
+            "(limits.conf, or the CI runner's service)",
         )
     return Check("rlimits", "ok", detail)
 
