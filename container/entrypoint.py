@@ -28,8 +28,6 @@ Errors go to stderr as one `kasctl-entrypoint: error: ...` line, exit 125
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import stat
 import sys
 from collections.abc import Mapping
@@ -130,6 +128,8 @@ def install_ssh_dir(owner: tuple[int, int]) -> None:
     if not os.path.isdir(source):
         return
     target = f"{HOME}/.ssh"
+    import shutil  # only with --ssh-dir: shutil costs more than the rest of the imports
+
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, symlinks=True)
     for root, _dirs, files in os.walk(target):
@@ -211,6 +211,8 @@ def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> Non
     are the same as its own, cannot ptrace its way back to capabilities.
     The child returns and goes on to exec the build as builder.
     """
+    import signal  # only this rootless-docker path needs it; it costs as much as all else
+
     ready_r, ready_w = os.pipe()
     mapped_r, mapped_w = os.pipe()
     child = os.fork()
@@ -249,6 +251,7 @@ def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> Non
 def _be_init(child: int) -> None:
     """Forward signals to the build and reap orphans until it ends; exit with its status."""
     import ctypes
+    import signal
 
     ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
     for sig in (

@@ -17,7 +17,6 @@ says is taken.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from kasctl.errors import HostError
 
@@ -28,21 +27,89 @@ FULL_RANGE = 65536
 ID_LIMIT = 4294967295
 
 
-@dataclass(frozen=True, order=True)
-class Extent:
+class _Record:
+    """A value: immutable, equal and hashed by its fields, shown as Name(field=value, ...).
+
+    What a frozen dataclass gives, written out, because the image's entrypoint
+    imports this module at every container start and `dataclasses` (which
+    imports inspect, re and enum) would make up most of its start-up time.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def _same_kind(self, other: object) -> _Record | None:
+        return other if isinstance(other, _Record) and type(other) is type(self) else None
+
+    def __eq__(self, other: object) -> bool:
+        same = self._same_kind(other)
+        return NotImplemented if same is None else self._values() == same._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[type[_Record], tuple[object, ...]]:
+        return type(self), self._values()
+
+
+class _Ordered(_Record):
+    """A value ordered by its fields, in order (as `order=True` on a dataclass)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        same = self._same_kind(other)
+        return NotImplemented if same is None else self._values() < same._values()
+
+    def __le__(self, other: object) -> bool:
+        same = self._same_kind(other)
+        return NotImplemented if same is None else self._values() <= same._values()
+
+    def __gt__(self, other: object) -> bool:
+        same = self._same_kind(other)
+        return NotImplemented if same is None else self._values() > same._values()
+
+    def __ge__(self, other: object) -> bool:
+        same = self._same_kind(other)
+        return NotImplemented if same is None else self._values() >= same._values()
+
+
+class Extent(_Ordered):
     """One row of /proc/PID/uid_map: `inside` ids map onto `outside` ids of the parent."""
 
+    __slots__ = ("inside", "outside", "count")
     inside: int
     outside: int
     count: int
 
+    def __init__(self, inside: int, outside: int, count: int) -> None:
+        object.__setattr__(self, "inside", inside)
+        object.__setattr__(self, "outside", outside)
+        object.__setattr__(self, "count", count)
 
-@dataclass(frozen=True, order=True)
-class Range:
+
+class Range(_Ordered):
     """A half-open run of ids [start, start + count), as in /etc/subuid."""
 
+    __slots__ = ("start", "count")
     start: int
     count: int
+
+    def __init__(self, start: int, count: int) -> None:
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "count", count)
 
     @property
     def end(self) -> int:
@@ -55,13 +122,18 @@ class Range:
         return f"{self.start}:{self.count}"
 
 
-@dataclass(frozen=True)
-class SubidEntry:
+class SubidEntry(_Record):
     """One line of /etc/subuid or /etc/subgid."""
 
+    __slots__ = ("owner", "range", "line")
     owner: str
     range: Range
     line: int
+
+    def __init__(self, owner: str, range: Range, line: int) -> None:
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "range", range)
+        object.__setattr__(self, "line", line)
 
 
 def is_number(text: str) -> bool:
