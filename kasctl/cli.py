@@ -118,9 +118,20 @@ MANAGED_CREATED = ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR"
 
 def _check_managed_dirs(env: os._Environ[str]) -> None:
     """Before any engine: a managed dir that is a file cannot be created or mounted."""
-    for var in MANAGED_CREATED:
+    for var in (*MANAGED_CREATED, "KAS_REPO_REF_DIR"):
         value = env.get(var)
-        if value and os.path.exists(value) and not os.path.isdir(value):
+        if value and any(c in value for c in config.UNMOUNTABLE):
+            raise UsageError(
+                f"{var} {value!r} has a comma or a line break in its path, "
+                "which container engines cannot mount",
+                fix=f"point {var} at a directory with a plain path",
+            )
+        if (
+            value
+            and var != "KAS_REPO_REF_DIR"
+            and os.path.exists(value)
+            and not os.path.isdir(value)
+        ):
             raise UsageError(
                 f"{var} {value!r} exists and is not a directory",
                 fix=f"point {var} at a directory (it is created when missing)",
@@ -421,4 +432,11 @@ def main(argv: list[str] | None = None) -> None:
         status = exc.exit_code
     except KeyboardInterrupt:
         status = 130
+    except OSError as exc:  # a host call no check foresaw: still one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"kasctl: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(
+            "kasctl: fix: check that path and its permissions; rerun with -l debug", file=sys.stderr
+        )
+        status = 3
     sys.exit(status)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kasctl import __version__, credentials
-from kasctl.config import BuildSystem, Config, Worktree
+from kasctl.config import UNMOUNTABLE, BuildSystem, Config, Worktree
 from kasctl.credentials import Share
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
@@ -57,7 +57,6 @@ MANAGED_DIRS = (
 
 #: Characters a bind-mount source may not contain: --mount splits on ',',
 #: and newlines break every engine's option parsing.
-BAD_PATH_CHARS = (",", "\n", "\r")
 
 LABEL_PREFIX = "io.kasctl"
 
@@ -133,7 +132,7 @@ class RunPlan:
 
 def _check_path(path: Path, what: str) -> str:
     text = str(path)
-    if any(c in text for c in BAD_PATH_CHARS):
+    if any(c in text for c in UNMOUNTABLE):
         raise UsageError(
             f"{what} path {text!r} contains a comma or a newline, which engines cannot mount",
             fix="rename or move it (or symlink it to a plain path and pass that)",

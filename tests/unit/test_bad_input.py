@@ -366,6 +366,18 @@ CASES = [
         env={"KAS_WORK_DIR": "{p}/w,x"},
         prepare=_mkdir("w,x"),
     ),
+    Case(
+        "build-dir-with-comma",
+        ("build", "--dry-run", "kas.yml"),
+        ("KAS_BUILD_DIR '/tmp/b,uild' has a comma or a line break", "plain path"),
+        env={"KAS_BUILD_DIR": "/tmp/b,uild"},
+    ),
+    Case(
+        "sstate-dir-with-newline",
+        ("build", "--dry-run", "kas.yml"),
+        ("SSTATE_DIR '/tmp/s\\nstate' has a comma or a line break", "plain path"),
+        env={"SSTATE_DIR": "/tmp/s\nstate"},
+    ),
     # ---- environment ----------------------------------------------------------
     Case(
         "work-dir-missing",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kasctl import __version__
+from kasctl import cli as kasctl_cli
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -105,3 +106,18 @@ def test_root_is_refused_unless_allowed(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "refusing to run as root" in result.stderr
     assert "KAS_ALLOW_ROOT=yes" in result.stderr
+
+
+def test_an_unforeseen_host_error_is_one_line_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail(_parsed: object) -> int:
+        raise PermissionError(13, "Permission denied", "/var/lib/somewhere")
+
+    monkeypatch.setattr(kasctl_cli, "run", fail)
+    with pytest.raises(SystemExit) as exited:
+        kasctl_cli.main(["build", "kas.yml"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 3
+    assert err.splitlines()[0] == "kasctl: error: /var/lib/somewhere: Permission denied"
+    assert "Traceback" not in err
