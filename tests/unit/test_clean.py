@@ -511,3 +511,39 @@ def test_a_tree_owned_by_sub_ids_is_removed_by_the_user_in_one_namespace() -> No
         assert left == {(user.pw_uid, user.pw_gid)}
     finally:
         shutil.rmtree(base)
+
+
+def test_a_wide_tree_is_removed_by_threads_and_each_leftover_reported_once(
+    tmp_path: Path, mounted: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Enough directories that the work is handed to threads (clean.WORKERS)."""
+    _need_root()
+    build = make_build(tmp_path)
+    work = build / "tmp" / "work"
+    for i in range(4 * clean.WORKERS + 10):
+        rootfs = work / f"recipe-{i:03}" / "rootfs"
+        (rootfs / "usr" / "bin").mkdir(parents=True)
+        for j in range(5):
+            (rootfs / "usr" / "bin" / f"tool{j}").write_text("x")
+        os.symlink("/etc", rootfs / "etc-link")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "sentinel").write_text("keep")
+    point = work / "recipe-007" / "rootfs" / "usr" / "mnt"
+    point.mkdir()
+    _mount(mounted, ["mount", "--bind", str(source)], point)
+
+    code, out, err = run_main(args(build, "clean"), capsys)
+
+    assert code == 1
+    assert out == f"{build}/tmp-glibc\n{build}/tmpfile\n"
+    assert err.count(f"left: {point}: a mount point") == 1
+    assert (source / "sentinel").read_text() == "keep"
+    assert os.path.isdir("/etc")
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == [
+        "recipe-007",
+        "recipe-007/rootfs",
+        "recipe-007/rootfs/usr",
+        "recipe-007/rootfs/usr/mnt",
+        "recipe-007/rootfs/usr/mnt/sentinel",
+    ]
