@@ -137,3 +137,37 @@ def test_no_engine_installed() -> None:
     finally:
         shutil.rmtree(tools)
         remove_tree(project.work)
+
+
+def test_named_image_missing() -> None:
+    runner = make_runner("system-docker")
+    project = make_project(runner, fixture="oe-standin")
+    try:
+        missing = {"KAS_CONTAINER_IMAGE": "localhost/kasctl/no-such-image:1"}
+        result = runner.kasctl("build", project.config, cwd=project.work, extra_env=missing)
+        assert result.returncode == 2
+        assert_clean_error(result.stderr, "no-such-image:1 (KAS_CONTAINER_IMAGE) is not in")
+    finally:
+        remove_tree(project.work)
+
+
+def test_image_missing_and_cannot_be_built() -> None:
+    """kasnum's podman store holds no image and no base; no registry answers, and
+    without mmdebstrap the base cannot be made: one message, exit 3."""
+    runner = other_user("kasnum")
+    project = make_project(runner, fixture="oe-standin")
+    tools = Path(tempfile.mkdtemp(prefix="kasctl-path-"))
+    tools.chmod(0o755)
+    for tool in ("git", "env", "podman"):
+        found = shutil.which(tool)
+        assert found
+        os.symlink(found, tools / tool)
+    path = {"PATH": f"{Path(kasctl_bin()).parent}:{tools}"}
+    try:
+        result = runner.run([kasctl_bin(), "build", project.config], project.work, extra_env=path)
+        assert result.returncode == 3
+        assert "is missing; building it now" in result.stderr
+        assert_clean_error(result.stderr, "cannot be bootstrapped: mmdebstrap is not installed")
+    finally:
+        shutil.rmtree(tools)
+        remove_tree(project.work)
