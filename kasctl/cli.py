@@ -195,7 +195,7 @@ def run_kas(
     given: cmdline.Parsed,
     spec: Command,
     opts: Options,
-    shell_cmd: str | None,
+    kas_cmd: str | None,
     *,
     clean_dry_run: bool = False,
 ) -> int:
@@ -211,8 +211,8 @@ def run_kas(
     shares = credentials.collect(opts.credentials, env)
     runtime_args = commands.split_runtime_args(opts.runtime_args)
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
-    if shell_cmd is not None:
-        kas_args = ("-c", shell_cmd, *kas_args)
+    if kas_cmd is not None:
+        kas_args = ("-c", kas_cmd, *kas_args)
     if spec.name in clean.COMMANDS:
         build_dir = env.get("KAS_BUILD_DIR") or str(work_dir / "build")
         # refused on the host, before any container: /, $HOME, the work dir itself
@@ -329,14 +329,19 @@ def _remove_leftovers(run_plan: RunPlan, host: HostFacts, work_dir: Path) -> Non
         )
 
 
+#: kas commands with a -c option: build's task, shell's command.
+TAKES_CMD = ("build", "shell")
+
+
 def _kas(given: cmdline.Parsed, opts: Options) -> int:
     """One of kas's commands: all share the same options and flow."""
     spec = COMMANDS[given.command]
     cmd = given.options().get("cmd")
-    if cmd is not None and spec.name != "shell":
+    if cmd is not None and spec.name not in TAKES_CMD:
         raise UsageError(
-            f"-c/--cmd is only for `kasctl shell`, not `kasctl {spec.name}`",
-            fix="run one command with `kasctl shell -c CMD CONFIG`",
+            f"-c/--cmd is kas's option of `build` (the bitbake task) and `shell` (a command "
+            f"to run), not of `{spec.name}`",
+            fix="`kasctl build -c TASK CONFIG`, or `kasctl shell -c CMD CONFIG`",
         )
     if spec.cleans and given.after.get("dry_run") and not opts.as_json:
         # kas's meaning, as kas-container users know it: list what would go

@@ -133,7 +133,7 @@ KAS = (
         "--command",
         dest="cmd",
         metavar="CMD",
-        help="shell only: run this command, not a shell.",
+        help="build: the bitbake task to run; shell: run this command, not a shell.",
     ),
     HELP,
 )

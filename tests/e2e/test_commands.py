@@ -103,6 +103,12 @@ def test_build_dir_outside_the_work_dir_and_bitbake_args(project_factory: list[P
         assert (build / "tmp" / "deploy" / "images" / "oe-standin.txt").is_file()
         assert not project.build.exists()
         assert owners(outside) == {(runner.uid, runner.gid)}
+        # kas's own -c (the task), before the config as kas-container users write it
+        task = _ok(
+            runner, project, "build", "-c", "fetch", project.config,
+            extra_env={"KAS_BUILD_DIR": str(build)},
+        )  # fmt: skip
+        assert "bitbake -c fetch oe-standin-image" in task
     finally:
         remove_tree(outside)
 

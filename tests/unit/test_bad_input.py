@@ -545,9 +545,9 @@ CASES = [
         ("no such command 'image pull'", "kasctl image build"),
     ),
     Case(
-        "cmd-on-a-non-shell-command",
-        ("build", "--dry-run", "-c", "bitbake -e", "kas.yml"),
-        ("-c/--cmd is only for `kasctl shell`, not `kasctl build`", "kasctl shell -c"),
+        "cmd-on-a-command-without-one",
+        ("dump", "--dry-run", "-c", "bitbake -e", "kas.yml"),
+        ("-c/--cmd is kas's option of `build` (the bitbake task)", "not of `dump`", "-c TASK"),
     ),
     Case(
         "isar-modes-together",
