@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
@@ -200,6 +201,40 @@ def choose_engine(
     )
 
 
+def query_info(binary: str) -> dict[str, Any] | str:
+    """The engine's `info` as JSON, or why there is none (its last line of stderr)."""
+    try:
+        out = subprocess.run(
+            [binary, "info", "--format", "{{json .}}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return "no answer within 60 s"
+    if out.returncode != 0:
+        return (out.stderr.strip().splitlines() or ["no output"])[-1]
+    info: dict[str, Any] = json.loads(out.stdout)
+    return info
+
+
+def mode_from_info(kind: EngineKind, info: Mapping[str, Any]) -> tuple[EngineMode, str, bool]:
+    """(mode, version, AppArmor active) from what `info` says, never from version text."""
+    if kind == "podman":
+        security = info.get("host", {}).get("security", {})
+        mode = EngineMode.ROOTLESS_PODMAN if security.get("rootless") else EngineMode.ROOTFUL_PODMAN
+        return (
+            mode,
+            str(info.get("version", {}).get("Version", "")),
+            bool(security.get("apparmorEnabled")),
+        )
+    options = info.get("SecurityOptions") or []
+    rootless = any("name=rootless" in o for o in options)
+    mode = EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER
+    return mode, str(info.get("ServerVersion", "")), any("name=apparmor" in o for o in options)
+
+
 def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
     """Ask the engine itself whether it is rootless (never guess from version text)."""
     binary = shutil.which(kind)
@@ -210,35 +245,15 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         # no need to pay for `podman info` on every run.
         mode = EngineMode.ROOTLESS_PODMAN if os.getuid() != 0 else EngineMode.ROOTFUL_PODMAN
         return EngineFacts(mode=mode, binary=binary, version="")
-    fmt = "{{json .}}"
-    try:
-        out = subprocess.run(
-            [binary, "info", "--format", fmt], capture_output=True, text=True, timeout=60
-        )
-    except subprocess.TimeoutExpired:
-        raise HostError(
-            f"`{kind} info` did not answer within 60 s", fix="check the engine"
-        ) from None
-    if out.returncode != 0:
-        detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    info = query_info(binary)
+    if isinstance(info, str):
         where = env.get("DOCKER_HOST") or ("the docker daemon" if kind == "docker" else "podman")
         raise HostError(
-            f"cannot reach {kind} ({where}): {detail}",
+            f"cannot reach {kind} ({where}): {info}",
             fix="start the engine (dockerd, or dockerd-rootless.sh with DOCKER_HOST) "
             "or choose the other one with --engine",
         )
-    info = json.loads(out.stdout)
-    if kind == "podman":
-        rootless = bool(info.get("host", {}).get("security", {}).get("rootless"))
-        mode = EngineMode.ROOTLESS_PODMAN if rootless else EngineMode.ROOTFUL_PODMAN
-        version = str(info.get("version", {}).get("Version", ""))
-        apparmor = bool(info.get("host", {}).get("security", {}).get("apparmorEnabled"))
-    else:
-        options = info.get("SecurityOptions") or []
-        rootless = any("name=rootless" in o for o in options)
-        apparmor = any("name=apparmor" in o for o in options)
-        mode = EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER
-        version = str(info.get("ServerVersion", ""))
+    mode, version, apparmor = mode_from_info(kind, info)
     return EngineFacts(
         mode=mode,
         binary=binary,

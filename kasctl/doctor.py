@@ -18,10 +18,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from kasctl import __version__
 from kasctl.config import BuildSystem
+from kasctl.detect import mode_from_info, query_info
 from kasctl.errors import HostError
 from kasctl.facts import EngineKind, EngineMode, HostFacts
 from kasctl.subids import (
@@ -226,46 +227,30 @@ def probe_engine(kind: EngineKind, env: Mapping[str, str], image: str) -> Engine
     binary = shutil.which(kind, path=env.get("PATH"))
     if binary is None:
         return EngineProbe(kind, None)
-    try:
-        out = subprocess.run(
-            [binary, "info", "--format", "{{json .}}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return EngineProbe(kind, binary, error="no answer within 60 s")
-    if out.returncode != 0:
-        lines = out.stderr.strip().splitlines() or ["no output"]
-        return EngineProbe(kind, binary, error=lines[-1])
-    info: dict[str, Any] = json.loads(out.stdout)
+    info = query_info(binary)
+    if isinstance(info, str):
+        return EngineProbe(kind, binary, error=info)
+    mode, version, _apparmor = mode_from_info(kind, info)
     if kind == "podman":
         host = info.get("host", {})
-        rootless = bool(host.get("security", {}).get("rootless"))
         maps = (host.get("idMappings") or {}).get("uidmap") or []
-        probe = EngineProbe(
-            kind,
-            binary,
-            reachable=True,
-            version=str(info.get("version", {}).get("Version", "")),
-            mode=EngineMode.ROOTLESS_PODMAN if rootless else EngineMode.ROOTFUL_PODMAN,
-            runtime=str(host.get("ociRuntime", {}).get("name", "")),
-            cgroup=str(host.get("cgroupVersion", "")),
-            mapped_uids=sum(int(m.get("size", 0)) for m in maps) if rootless else None,
-        )
+        runtime = str(host.get("ociRuntime", {}).get("name", ""))
+        cgroup = str(host.get("cgroupVersion", ""))
+        mapped = sum(int(m.get("size", 0)) for m in maps) if mode.rootless else None
     else:
-        options = info.get("SecurityOptions") or []
-        rootless = any("name=rootless" in o for o in options)
-        probe = EngineProbe(
-            kind,
-            binary,
-            reachable=True,
-            version=str(info.get("ServerVersion", "")),
-            mode=EngineMode.ROOTLESS_DOCKER if rootless else EngineMode.SYSTEM_DOCKER,
-            runtime=str(info.get("DefaultRuntime", "")),
-            cgroup=f"v{info.get('CgroupVersion', '')}",
-        )
+        runtime = str(info.get("DefaultRuntime", ""))
+        cgroup = f"v{info.get('CgroupVersion', '')}"
+        mapped = None
+    probe = EngineProbe(
+        kind,
+        binary,
+        reachable=True,
+        version=version,
+        mode=mode,
+        runtime=runtime,
+        cgroup=cgroup,
+        mapped_uids=mapped,
+    )
     fmt = '{{index .Config.Labels "io.kasctl.version"}}'
     image_out = subprocess.run(
         [binary, "image", "inspect", "--format", fmt, image],
@@ -275,8 +260,8 @@ def probe_engine(kind: EngineKind, env: Mapping[str, str], image: str) -> Engine
         check=False,
     )
     present = image_out.returncode == 0
-    version = image_out.stdout.strip() if present else None
-    return replace(probe, image_present=present, image_version=version)
+    built_by = image_out.stdout.strip() if present else None
+    return replace(probe, image_present=present, image_version=built_by)
 
 
 # ------------------------------------------------------------------ judging
