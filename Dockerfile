@@ -16,7 +16,8 @@ ENV LANG=en_US.UTF-8 DEBIAN_FRONTEND=noninteractive
 
 # Isar's host dependencies (privileged and rootless), and kas's own Python
 # dependencies from Debian (kconfiglib and newt: `kas menu`), so only kas itself
-# comes from a wheel.
+# comes from a wheel. iproute2: sbuild's unshare backend runs `ip link set lo
+# up` in every package build's namespace (sbuild-usernsexec).
 RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
         sed -i "s#^URIs: .*#URIs: ${DEBIAN_MIRROR}#" /etc/apt/sources.list.d/debian.sources; \
     elif ! grep -qs '^deb ' /etc/apt/sources.list; then \
@@ -30,7 +31,7 @@ RUN if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
         mmdebstrap sbuild schroot debootstrap uidmap acl bubblewrap \
         qemu-user-static binfmt-support reprepro dpkg-dev quilt \
         parted dosfstools mtools e2fsprogs fdisk gdisk zstd xz-utils \
-        bzip2 unzip gettext-base sudo gosu procps \
+        bzip2 unzip gettext-base sudo gosu procps iproute2 \
  && rm -rf /var/lib/apt/lists/* \
  && sed -i 's/^# *\(en_US.UTF-8 UTF-8\)/\1/' /etc/locale.gen && locale-gen
 
@@ -49,6 +50,12 @@ RUN useradd --create-home --home-dir /builder --shell /bin/bash builder \
 # --privileged anyway) get the real sudo back, from the entrypoint.
 COPY container/sudo-blocked /usr/lib/kasctl/sudo-blocked
 COPY container/entrypoint.py /usr/lib/kasctl/entrypoint.py
+# Isar's rootfs_cmd against bubblewrap 0.12: see the file for what it changes
+# and when it can go. kas runs bitbake with PATH=/usr/sbin:/usr/bin:/sbin:/bin,
+# so the wrapper takes bwrap's own place; dpkg-divert keeps the real one.
+COPY container/bwrap-merged-usr /usr/lib/kasctl/bwrap-merged-usr
+RUN dpkg-divert --local --rename --divert /usr/lib/kasctl/bwrap.real --add /usr/bin/bwrap \
+ && install -m 0755 /usr/lib/kasctl/bwrap-merged-usr /usr/bin/bwrap
 RUN mv /usr/bin/sudo /usr/lib/kasctl/sudo.real && chmod 0755 /usr/lib/kasctl/sudo.real \
  && install -m 0755 /usr/lib/kasctl/sudo-blocked /usr/bin/sudo \
  && find / -xdev -type f -perm /6000 \
