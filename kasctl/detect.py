@@ -139,6 +139,8 @@ def host_facts() -> HostFacts:
     passwd_ids = [int(f[2]) for f in _db("/etc/passwd")]
     group_ids = [int(f[2]) for f in _db("/etc/group")]
     restrict = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").strip() == "1"
+    podman_profile = PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None
+    uts_profile, uts_problem = _uts_profile(podman_profile)
     return HostFacts(
         uid=uid,
         gid=gid,
@@ -152,7 +154,9 @@ def host_facts() -> HostFacts:
         stdin_tty=sys.stdin.isatty(),
         apparmor_restricts_userns=restrict,
         apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
-        podman_seccomp_profile=PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None,
+        podman_seccomp_profile=podman_profile,
+        uts_seccomp_profile=uts_profile,
+        uts_seccomp_problem=uts_problem,
         missing_caps=missing_capabilities(_read("/proc/self/status")),
         localtime=os.readlink("/etc/localtime") if os.path.islink("/etc/localtime") else None,
         subuid_entries=subuid_entries,
@@ -160,6 +164,18 @@ def host_facts() -> HostFacts:
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,
         hostname=os.uname().nodename,
     )
+
+
+def _uts_profile(podman_profile: str | None) -> tuple[str | None, str]:
+    """Podman's profile with the UTS rule (kasctl.seccomp), made once, or why not."""
+    if podman_profile is None:
+        return None, ""
+    from kasctl import cache, seccomp
+
+    try:
+        return seccomp.uts_profile(podman_profile, cache.directory(os.environ)), ""
+    except HostError as exc:
+        return None, f"{exc.message}; fix: {exc.fix}" if exc.fix else exc.message
 
 
 def _env_id(name: str) -> int | None:

@@ -76,6 +76,10 @@ class HostFacts:
     apparmor_rootlesskit_profile: bool = False
     #: Podman's seccomp profile (containers-common), which allows pivot_root.
     podman_seccomp_profile: str | None = None
+    #: That profile with sethostname/setdomainname allowed without CAP_SYS_ADMIN
+    #: (kasctl.seccomp), or why it could not be made.
+    uts_seccomp_profile: str | None = None
+    uts_seccomp_problem: str = ""
     subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)
     #: Capabilities the host's bounding set lacks (some VMs and nested containers).
     missing_caps: tuple[str, ...] = ()

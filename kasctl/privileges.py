@@ -88,6 +88,24 @@ def _seccomp(host: HostFacts, reason: str = PIVOT_ROOT_REASON) -> Grant:
     return Grant(f"--security-opt=seccomp={host.podman_seccomp_profile}", reason)
 
 
+SETHOSTNAME_REASON = (
+    "isar-rootless on rootless docker: sbuild's unshare backend sets the host name of "
+    "each package build's UTS namespace, and podman's profile allows sethostname and "
+    "setdomainname only to a container granted CAP_SYS_ADMIN, which this cell is not; "
+    "this profile is podman's with those two calls allowed (kasctl.seccomp)"
+)
+
+
+def _uts_seccomp(host: HostFacts, reason: str) -> Grant:
+    """Podman's profile plus sethostname/setdomainname without CAP_SYS_ADMIN."""
+    _seccomp(host)  # the same refusal where podman's profile is missing
+    if not host.uts_seccomp_profile:
+        raise HostError(
+            "cannot make the seccomp profile this cell needs: " + host.uts_seccomp_problem
+        )
+    return Grant(f"--security-opt=seccomp={host.uts_seccomp_profile}", reason)
+
+
 def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
     """At most one AppArmor profile: the last one given would win anyway."""
     if host.apparmor_restricts_userns and host.apparmor_rootlesskit_profile:
@@ -171,7 +189,9 @@ def decide(
                     # starts with a full bounding set, so Isar's nested
                     # namespaces get their capabilities there. The seccomp
                     # profile and the /proc masks still apply to every level.
-                    seccomp = _seccomp(host, f"{PIVOT_ROOT_REASON}; and {NEST_REASON}")
+                    seccomp = _uts_seccomp(
+                        host, f"{PIVOT_ROOT_REASON}; {NEST_REASON}; and {SETHOSTNAME_REASON}"
+                    )
                     grants = (SYSTEMPATHS, seccomp, *_apparmor(engine, host))
                     return Privileges(grants, mode)
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover

@@ -23,6 +23,7 @@ from kasctl.plan import Mount, Request, RunPlan, plan
 from kasctl.subids import Range
 
 SECCOMP = "/usr/share/containers/seccomp.json"
+UTS_SECCOMP = "/home/kasci/.cache/kasctl/seccomp/podman-uts-0123456789abcdef.json"
 WORK_DIR = Path("/home/kasci/work")
 REPO_DIR = Path("/src/proj")
 
@@ -32,6 +33,7 @@ HOST = HostFacts(
     user="kasci",
     home="/home/kasci",
     podman_seccomp_profile=SECCOMP,
+    uts_seccomp_profile=UTS_SECCOMP,
     reserved_uids=(Range(0, 65536),),
     reserved_gids=(Range(0, 65536),),
 )
@@ -91,6 +93,7 @@ SYS_ADMIN = "--cap-add=SYS_ADMIN"
 UNMASK = "--security-opt=unmask=ALL"
 SYSTEMPATHS = "--security-opt=systempaths=unconfined"
 PODMAN_SECCOMP = f"--security-opt=seccomp={SECCOMP}"
+UTS = f"--security-opt=seccomp={UTS_SECCOMP}"
 PRIVILEGED = "--privileged"
 
 RP, FP, SD, RD = (
@@ -122,8 +125,9 @@ MATRIX: dict[tuple[EngineMode, BuildSystem], tuple[set[str], EngineMode, tuple[s
     (RP, IR): ({KEEP_ID, AS_ROOT, SYS_ADMIN, UNMASK}, RP, ()),
     (FP, IR): ({SYS_ADMIN, UNMASK}, FP, ()),
     (SD, IR): ({SYS_ADMIN, SYSTEMPATHS, PODMAN_SECCOMP}, SD, ()),
-    # no SYS_ADMIN: the entrypoint's nested keep-id namespace has a full bounding set
-    (RD, IR): ({SYSTEMPATHS, PODMAN_SECCOMP}, RD, ()),
+    # no SYS_ADMIN: the entrypoint's nested keep-id namespace has a full bounding set;
+    # sbuild's sethostname is allowed by the profile instead of by the capability
+    (RD, IR): ({SYSTEMPATHS, UTS}, RD, ()),
 }
 
 
@@ -193,6 +197,14 @@ def test_docker_isar_rootless_without_podman_seccomp_profile(mode: EngineMode) -
     with pytest.raises(HostError) as info:
         make_plan(mode, IR, host=host)
     assert info.value.fix and "containers-common" in info.value.fix
+    assert info.value.exit_code == 3
+
+
+def test_rootless_docker_isar_rootless_says_why_the_uts_profile_is_missing() -> None:
+    host = replace(HOST, uts_seccomp_profile=None, uts_seccomp_problem="cannot write X")
+    with pytest.raises(HostError) as info:
+        make_plan(RD, IR, host=host)
+    assert "cannot write X" in info.value.message
     assert info.value.exit_code == 3
 
 
@@ -522,17 +534,24 @@ def test_render_shell_repo_is_writable() -> None:
 
 
 @pytest.mark.parametrize("mode", [RP, RD], ids=cell_id)
-def test_one_warning_when_the_host_range_is_too_small_for_nobody(mode: EngineMode) -> None:
-    small = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
-    warnings = make_plan(mode, IR, host=small).warnings
+def test_the_distributions_default_range_gets_no_warning(mode: EngineMode) -> None:
+    """65536 sub-ids leave nobody/nogroup to Isar's own mapping, and the build works."""
+    default = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
+    assert make_plan(mode, IR, host=default).warnings == ()
+
+
+@pytest.mark.parametrize("mode", [RP, RD], ids=cell_id)
+def test_one_warning_when_the_range_is_too_small_to_work(mode: EngineMode) -> None:
+    tiny = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 900))
+    warnings = make_plan(mode, IR, host=tiny).warnings
     assert len(warnings) == 1
-    assert "65534" in warnings[0] and str(HOST.uid + 65536) in warnings[0]
+    assert "/etc/subgid" in warnings[0] and str(HOST.uid + 65536) in warnings[0]
     roomy = replace(HOST, subuid=Range(100000, 165536), subgid=Range(100000, 165536))
     assert make_plan(mode, IR, host=roomy).warnings == ()
 
 
 def test_no_subid_warning_where_the_engine_maps_no_user_namespace() -> None:
-    small = replace(HOST, subuid=Range(100000, 65536), subgid=Range(100000, 65536))
+    small = replace(HOST, subuid=Range(100000, 500), subgid=Range(100000, 500))
     assert make_plan(SD, IR, host=small).warnings == ()
     assert make_plan(RP, OE, host=small).warnings == ()
 
