@@ -252,6 +252,8 @@ info "server $(rootless_docker version --format '{{.Server.Version}}'), socket $
 # ------------------------------------------- users for host-problem tests
 # kasnum: its sub-id lines name it by uid, not by name (both must work).
 # kasnosub: no sub-id range at all (kasctl must say so before any container).
+# kasdef: the distributions' default range of 65536 sub-ids, with which Isar
+#   maps nobody/nogroup on its own (a build must work, and not warn).
 # Their ranges lie far above kasci's, so no two users share host ids.
 step "users for host-problem tests"
 extra_user() {
@@ -268,10 +270,11 @@ extra_user() {
     install -d -m 700 -o "$uid" -g "$(id -g "$name")" "/run/user/$uid"
     write_file "$home/.config/containers/containers.conf" "$CONTAINERS_CONF" "$name"
     write_file "$home/.config/containers/storage.conf" "$STORAGE_CONF" "$name"
-    info "$name (uid $uid): ${line:+${line//UID/$uid}}${line:-no sub-ids}"
+    if [ -n "$line" ]; then info "$name (uid $uid): ${line//UID/$uid}"; else info "$name (uid $uid): no sub-ids"; fi
 }
 extra_user kasnum "UID:500000:165536"
 extra_user kasnosub ""
+extra_user kasdef "UID:800000:65536"
 
 # ---------------------------------------------------- the privileged executor
 # isar-privileged on a rootless engine runs the rootful one through sudo, as

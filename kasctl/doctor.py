@@ -27,6 +27,7 @@ from kasctl.errors import HostError
 from kasctl.facts import EngineKind, EngineMode, HostFacts
 from kasctl.subids import (
     FULL_RANGE,
+    WORKING_RANGE,
     Range,
     SubidEntry,
     overlaps,
@@ -34,6 +35,7 @@ from kasctl.subids import (
     range_for,
     rootless_builder_range,
     sufficient_host_count,
+    too_small_to_work,
 )
 
 Status = Literal["ok", "warn", "fail"]
@@ -403,11 +405,19 @@ def _subid_size(name: str, rng: Range, host: HostFacts, bs: BuildSystem) -> Chec
     if got is not None and got.count >= FULL_RANGE:
         return Check(name, "ok", f"{detail}; Isar gets {got.count} ids, 65534 included")
     need = sufficient_host_count(host.uid)
+    if not too_small_to_work(got):
+        assert got is not None
+        return Check(
+            name,
+            "ok",
+            f"{detail}; Isar gets {got.count} ids and maps nobody/nogroup (65534) on its "
+            f"own, which works; {host.user}:{rng.start}:{need} would map it linearly",
+        )
     return Check(
         name,
         "warn",
-        f"{detail} leaves Isar {got.count if got else 0} ids: nobody/nogroup (65534) "
-        "cannot be mapped linearly",
+        f"{detail} leaves Isar {got.count if got else 0} ids: too few for a Debian rootfs's "
+        f"system users and groups (at least {WORKING_RANGE})",
         f"use {host.user}:{rng.start}:{need} (then `podman system migrate`)",
     )
 

@@ -19,7 +19,13 @@ from kasctl.credentials import Share
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
 from kasctl.privileges import Grant, decide
-from kasctl.subids import FULL_RANGE, render_avoid, rootless_builder_range, sufficient_host_count
+from kasctl.subids import (
+    WORKING_RANGE,
+    render_avoid,
+    rootless_builder_range,
+    sufficient_host_count,
+    too_small_to_work,
+)
 
 WORK = "/work"
 REPO = "/repo"
@@ -170,20 +176,25 @@ def _user_ids(host: HostFacts) -> tuple[int, int]:
 
 
 def _subid_warnings(build_system: BuildSystem, mode: EngineMode, host: HostFacts) -> list[str]:
-    """One warning when a rootless engine's sub-ids leave nobody/nogroup unmappable."""
+    """One warning when a rootless engine's sub-ids leave Isar too few ids to work at all.
+
+    A range that only leaves nobody/nogroup (65534) unmappable in one run is
+    not worth a warning on every build: Isar maps 65534 on its own, and the
+    build works (doctor says so).
+    """
     if build_system is not BuildSystem.ISAR_ROOTLESS or not mode.rootless:
         return []
     needed = sufficient_host_count(host.uid)
     for kind, rng in (("subuid", host.subuid), ("subgid", host.subgid)):
         if rng is None:
-            continue  # no range at all: the engine itself refuses to start
+            continue  # no range at all: the preflight refuses the run
         got = rootless_builder_range(rng, host.uid)
-        if got is None or got.count < FULL_RANGE:
+        if too_small_to_work(got):
             return [
                 f"/etc/{kind} gives {host.user} {rng.count} ids, which leaves Isar "
-                f"{got.count if got else 0} (fewer than {FULL_RANGE}): nobody/nogroup (65534) "
-                f"cannot be mapped linearly in Isar's namespaces; a range of {needed} ids "
-                f"would suffice (e.g. {host.user}:{rng.start}:{needed} in /etc/subuid and "
+                f"{got.count if got else 0}: too few for the system users and groups of a "
+                f"Debian rootfs (at least {WORKING_RANGE}); a range of {needed} ids would "
+                f"suffice (e.g. {host.user}:{rng.start}:{needed} in /etc/subuid and "
                 "/etc/subgid, then `podman system migrate`)"
             ]
     return []

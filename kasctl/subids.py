@@ -344,7 +344,23 @@ def rootless_builder_range(host_range: Range, uid: int) -> Range | None:
     nesting) both give the container ids 0..COUNT with builder at `uid`.
     """
     container = [Extent(0, uid, 1), Extent(1, host_range.start, host_range.count)]
-    return choose_range(keep_id_extents(container, uid), uid)
+    try:
+        extents = keep_id_extents(container, uid)
+    except HostError:  # fewer sub-ids than the uid: the engine cannot keep it at all
+        return None
+    return choose_range(extents, uid)
+
+
+#: The fewest ids a builder range must have for an Isar rootfs to be unpacked at
+#: all: Isar maps COUNT-2 ids linearly from 0 (and 65534 alone when that falls
+#: short), and Debian's packages own files with the ids of their system users
+#: and groups, which lie below 1000 (SYS_UID_MAX/SYS_GID_MAX 999).
+WORKING_RANGE = 1000 + 2
+
+
+def too_small_to_work(rng: Range | None) -> bool:
+    """A builder range with which no Isar rootfs can be built (kasctl warns at run time)."""
+    return rng is None or rng.count < WORKING_RANGE
 
 
 def sufficient_host_count(uid: int) -> int:

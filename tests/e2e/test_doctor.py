@@ -1,7 +1,8 @@
 """`kasctl doctor` on the real host, and host problems a build must explain up front.
 
-The users kasnum (sub-id lines by numeric uid) and kasnosub (no sub-ids)
-come from .ci/setup-engines.sh. Each problem case checks: one clear message
+The users kasnum (sub-id lines by numeric uid), kasnosub (no sub-ids) and
+kasdef (the distributions' default 65536 sub-ids) come from
+.ci/setup-engines.sh. Each problem case checks: one clear message
 with a fix, the exit status, no traceback, and no container or build dir made.
 """
 
@@ -11,6 +12,7 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -78,6 +80,48 @@ def test_numeric_subid_lines_work() -> None:
     assert checks["engine id map"]["detail"].startswith("165537 uids")
     # the image is not in kasnum's store; everything else is ready
     assert result.returncode == 0
+
+
+def test_the_default_range_builds_without_a_warning() -> None:
+    """65536 sub-ids: Isar maps nobody/nogroup on its own; doctor says so, a build just works."""
+    runner = other_user("kasdef")
+    image = "localhost/kasctl/kas-isar:" + _version()
+    saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
+    loaded = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "kasdef",
+            "--",
+            "env",
+            f"XDG_RUNTIME_DIR=/run/user/{runner.uid}",
+            "podman",
+            "load",
+            "--quiet",
+        ],
+        input=saved,
+        capture_output=True,
+        cwd="/",
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    doctor = runner.kasctl("doctor", "--json", "--engine", "podman", cwd=Path("/"))
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    for name in ("/etc/subuid", "/etc/subgid"):
+        assert checks[name]["status"] == "ok", checks[name]
+        assert "on its own" in checks[name]["detail"]
+    project = make_project(runner)
+    try:
+        result = runner.kasctl("build", project.config, cwd=project.work)
+        assert result.returncode == 0
+        assert "isar-standin: done (rootless)" in result.stderr
+        assert "kasctl: WARNING" not in result.stderr
+    finally:
+        remove_tree(project.work)
+
+
+def _version() -> str:
+    out = subprocess.run([kasctl_bin(), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[-1]
 
 
 def test_no_subid_range_is_explained_before_any_container() -> None:

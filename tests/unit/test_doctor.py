@@ -125,10 +125,18 @@ def test_own_overlapping_lines_fail_and_shared_ids_warn() -> None:
     assert "bob's (line 2)" in checks[0].detail
 
 
-def test_a_short_range_warns_with_the_size_that_suffices() -> None:
+def test_the_default_range_is_ok_and_says_how_isar_maps_nobody() -> None:
     short = replace(GOOD, subgid=parse_subid_file("kasci:100000:65536\n"))
     check = by_name(judge(short, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["/etc/subgid"]
-    assert check.status == "warn" and "65534" in check.detail
+    assert check.status == "ok"
+    assert "65534" in check.detail and "on its own" in check.detail
+    assert "kasci:100000:66537" in check.detail
+
+
+def test_a_range_too_small_to_work_warns_with_the_size_that_suffices() -> None:
+    tiny = replace(GOOD, subgid=parse_subid_file("kasci:100000:900\n"))
+    check = by_name(judge(tiny, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["/etc/subgid"]
+    assert check.status == "warn" and "too few" in check.detail
     assert "kasci:100000:66537" in check.fix
 
 

@@ -617,3 +617,13 @@ def test_keep_id_extents_is_a_valid_permutation_of_the_parent_ids(
 def test_keep_id_extents_for_id_zero_is_a_valid_map() -> None:
     nested = keep_id_extents(parse_id_map(kernel_text(*NO_KEEP_ID_165536)), 0)
     assert all(e.count >= 1 for e in nested)
+
+
+def test_too_small_to_work_is_the_edge_of_debians_system_ids() -> None:
+    """Isar maps COUNT-2 ids from 0: 1002 ids still cover the system ids 0..999."""
+    from kasctl.subids import too_small_to_work
+
+    assert too_small_to_work(None)
+    assert too_small_to_work(Range(100000, 1001))
+    assert not too_small_to_work(Range(100000, 1002))
+    assert not too_small_to_work(Range(100000, 65534))
