@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+#: The Isar stand-in image recipe's WORKDIR below the build dir, laid out as
+#: bitbake lays out Isar's (tmp/work/DISTRO-ARCH/RECIPE/PV-PR).
+IMAGE_WORKDIR = Path("tmp/work/debian-trixie-amd64/isar-standin-image/1.0-r0")
 ROOT = Path(__file__).resolve().parent.parent.parent
 USER = os.environ.get("KASCTL_TEST_USER", "kasci")
 IN_CI = os.environ.get("CI") == "true"

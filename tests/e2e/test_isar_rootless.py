@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import grp
 import pwd
+import subprocess
 import tarfile
 
 import pytest
 
-from .harness import Project, Runner, make_project, make_runner, owners
+from .harness import IMAGE_WORKDIR, Project, Runner, make_project, make_runner, owners
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +49,35 @@ def test_build_runs_isar_rootless_work_as_the_user(
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_package_builds_with_sbuild_in_unshare_mode(
+    mode: str, project_factory: list[Project]
+) -> None:
+    """What every Isar recipe's do_dpkg_build does: sbuild --chroot-mode=unshare on a tarball.
+
+    sbuild's unshare backend needs `ip` in the image (it brings up lo in the
+    build's network namespace) and sethostname for the build's UTS namespace.
+    It also says, many times, that it cannot bind /dev/console into the
+    chroot: a container without a terminal has none, kasctl gives it none
+    (the host's would be a host device; a stand-in would only silence the
+    message), and the package builds all the same.
+    """
+    runner = make_runner(mode)
+    project = make_project(runner, extra_conf='STANDIN_PACKAGE = "1"')
+    project_factory.append(project)
+
+    _build(runner, project)
+
+    deb = project.build / "tmp" / "deploy" / "isar-apt" / "standin-hello_1.0_amd64.deb"
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    assert "./usr/bin/standin-hello" in listing.stdout
+    task_dir = project.build / "tmp" / "work" / "debian-trixie-amd64" / "standin-hello"
+    log = task_dir / "1.0-r0" / "temp" / "log.do_dpkg_build"
+    assert "Status: successful" in log.read_text(), "sbuild's own verdict, in the task's log"
+    assert owners(project.work) == {(runner.uid, runner.gid)}
+
+
 def _named_uid(uid: int) -> bool:
     try:
         pwd.getpwuid(uid)
@@ -74,7 +104,7 @@ def test_rootfs_lands_on_no_host_id_and_clean_removes_it(
 
     _build(runner, project)
 
-    rootfs = project.build / "tmp" / "work" / "isar-standin" / "rootfs"
+    rootfs = project.build / IMAGE_WORKDIR / "rootfs"
     assert (rootfs / "usr" / "local" / "bin" / "standin-setgid").exists()
     found = owners(project.build)
     foreign = {(u, g) for u, g in found if (u, g) != (runner.uid, runner.gid)}

@@ -25,6 +25,7 @@ import pytest
 from kasctl.image import default_image
 
 from .harness import (
+    IMAGE_WORKDIR,
     Project,
     Runner,
     kasctl_bin,
@@ -382,7 +383,7 @@ def test_cleansstate_cleanall_and_purge_remove_exactly_what_they_list(
     built = kasctl("build")
     assert "isar-standin: done (rootless)" in built.stderr
     assert runner.kasctl("shell", project.config, "-c", SEED, cwd=project.work).returncode == 0
-    assert (project.build / "tmp" / "work" / "isar-standin" / "rootfs").is_dir()
+    assert (project.build / IMAGE_WORKDIR / "rootfs").is_dir()
     foreign = {u for u, _ in owners(project.build / "sstate-cache")} - {runner.uid}
     assert foreign, "the seeded trees must belong to sub-ids, as a rootfs does"
     before = _paths(project.work)

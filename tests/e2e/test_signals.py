@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Project, Runner, make_project, make_runner, remove_tree
+from .harness import IMAGE_WORKDIR, Project, Runner, make_project, make_runner, remove_tree
 
-PAUSE_MARK = Path("build/tmp/work/isar-standin/paused")
+PAUSE_MARK = Path("build") / IMAGE_WORKDIR / "paused"
 DONE_MARK = Path("build/tmp/deploy/isar-standin-paused.done")
 
 
