@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -304,7 +305,13 @@ def _plan_and_run(
         print(f"kasctl: image {run_plan.image} is missing; building it now", file=sys.stderr)
         image.build(engine_cmd, run_plan.image)
     _remove_leftovers(run_plan, host, work_dir)
+    started = time.time()
     status = engines.run(run_plan)
+    if status != 0 and spec.name == "build":
+        from kasctl import failures  # only a failed build reads its logs
+
+        build_dir = Path(env.get("KAS_BUILD_DIR") or work_dir / "build")
+        failures.report(build_dir, run_plan.mounts, started)
     if status == 0 and spec.kconfig and cfg is not None:
         config.remember_source_dir(work_dir, cfg.repo_dir)
     return status
