@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, make_runner
+from .harness import ROOT, kasctl_bin, make_runner
 
 pytestmark = pytest.mark.e2e
 
@@ -48,3 +49,36 @@ def test_dry_run_of_the_example_is_a_complete_command(mode: str) -> None:
         assert not (work / "build").exists()
     finally:
         shutil.rmtree(work)
+
+
+def test_the_example_passes_the_schema_of_the_kas_in_the_image() -> None:
+    """kas's own check of the file, by the kas that will read it (no network: no checkout)."""
+    make_runner("system-docker")
+    check = (
+        "import json, os, sys, yaml, jsonschema, kas\n"
+        "schema = json.load(open(os.path.join(os.path.dirname(kas.__file__), 'schema-kas.json')))\n"
+        "jsonschema.validate(yaml.safe_load(open(sys.argv[1])), schema)\n"
+        "print('valid for kas', kas.__version__)\n"
+    )
+    image = subprocess.run(
+        [kasctl_bin(), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python3",
+            f"--mount=type=bind,source={EXAMPLE},target=/example.yml,ro=true",
+            f"localhost/kasctl/kas-isar:{image}",
+            "-c",
+            check,
+            "/example.yml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("valid for kas 5.")
