@@ -137,13 +137,14 @@ def test_build_system_override_wins(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("first", "second", "expected"),
-    [
-        ("isar-rootless", "oe", BuildSystem.ISAR_ROOTLESS),
-        ("oe", "isar-rootless", BuildSystem.OPENEMBEDDED),
-        (None, "isar-rootless", BuildSystem.OPENEMBEDDED),
+    [  # kas merges a.yml:b.yml left to right: the last file that sets it wins
+        ("isar-rootless", "oe", BuildSystem.OPENEMBEDDED),
+        ("oe", "isar-rootless", BuildSystem.ISAR_ROOTLESS),
+        (None, "isar-rootless", BuildSystem.ISAR_ROOTLESS),
+        ("isar-rootless", None, BuildSystem.ISAR_ROOTLESS),
     ],
 )
-def test_first_file_decides_build_system(
+def test_last_file_of_a_list_that_sets_it_decides_build_system(
     tmp_path: Path, first: str | None, second: str, expected: BuildSystem
 ) -> None:
     a = oe_file(tmp_path, "a.yml", first)
