@@ -89,12 +89,12 @@ class Options:
 
 
 def _setup_logging(level: str) -> None:
-    numeric = getattr(logging, level.upper(), None)
-    if not isinstance(numeric, int):
+    """-l takes kas's choices, exactly (as kas-container, whose kas refuses `DEBUG` or `warn`)."""
+    if level not in cmdline.LOG_LEVELS:
         raise UsageError(
             f"unknown log level {level!r}", fix="use debug, info, warning, error or critical"
         )
-    logging.basicConfig(level=numeric, format="kasctl: %(levelname)s: %(message)s")
+    logging.basicConfig(level=level.upper(), format="kasctl: %(levelname)s: %(message)s")
 
 
 def _work_dir(env: os._Environ[str]) -> Path:

@@ -4,10 +4,13 @@
     kasctl [OPTIONS] doctor [OPTIONS] [CONFIG]
     kasctl [OPTIONS] image build [OPTIONS]
 
-As with kas-container, kasctl's options may stand before the command or
-after it (after it, they win). After a kas command, every argument that is
-not one of kasctl's options goes to kas, in the order given, and everything
-after the first `--` goes to bitbake untouched, options included.
+As with kas-container, kasctl's options may stand before the command (every
+option kas-container 5.5 takes there, with its meaning) or after it (after
+it, they win), except --runtime-args: its values add up, space-joined in the
+order given, as kas-container appends them. After a kas command, every
+argument that is not one of kasctl's options goes to kas, in the order
+given, and everything after the first `--` goes to bitbake untouched,
+options included.
 
 The parser is written for exactly this shape. A general CLI framework costs
 more to import and set up than all the rest of kasctl's work before a
@@ -20,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from kasctl import __version__
-from kasctl.commands import COMMANDS
+from kasctl.commands import COMMANDS, split_runtime_args
 from kasctl.errors import UsageError
 
 
@@ -48,6 +51,9 @@ def _valued(*names: str, dest: str, metavar: str, help: str) -> Option:
     return Option(names, dest, help, metavar=metavar)
 
 
+#: -l's values: kas's choices, which kas-container passes on (kas refuses any other).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 ISAR_ROOTLESS = _flag(
     "--isar-rootless", dest="isar_rootless", help="Isar without root (user namespaces)."
 )
@@ -69,14 +75,47 @@ RUNTIME_ARGS = _valued(
     "--docker-args",
     dest="runtime_args",
     metavar="ARGS",
-    help="Extra engine run arguments.",
+    help="Extra engine run arguments (repeated: they add up).",
 )
 REPO_RW = _flag("--repo-rw", dest="repo_rw", help="Mount the config's repository writable.")
 REPO_RO = _flag(
     "--repo-ro", dest="repo_rw", const=False, help="Mount the config's repository read-only."
 )
+NO_PROXY_FROM_ENV = _flag(
+    "--no-proxy-from-env", dest="no_proxy_from_env", help="Do not pass the host's proxy variables."
+)
+SSH_DIR = _valued(
+    "--ssh-dir", dest="ssh_dir", metavar="DIR", help="Share this ssh dir (read-only) as ~/.ssh."
+)
+SSH_AGENT = _flag(
+    "--ssh-agent", dest="ssh_agent", help="Share the ssh agent socket (SSH_AUTH_SOCK)."
+)
+AWS_DIR = _valued(
+    "--aws-dir", dest="aws_dir", metavar="DIR", help="Share this AWS config dir (read-only)."
+)
+GIT_CREDENTIAL_STORE = _valued(
+    "--git-credential-store",
+    dest="git_credential_store",
+    metavar="FILE",
+    help="Share this git credential store file.",
+)
+GIT_CREDENTIAL_SOCKET = _valued(
+    "--git-credential-socket",
+    dest="git_credential_socket",
+    metavar="SOCKET",
+    help="Share this git credential cache socket.",
+)
+LOG_LEVEL = _valued(
+    "-l",
+    "--log-level",
+    dest="log_level",
+    metavar="LEVEL",
+    help="kasctl's log level: " + ", ".join(LOG_LEVELS) + " (default: warning).",
+)
+VERSION = _flag("--version", dest="version", help="Show the version and exit.")
 HELP = _flag("-h", "--help", dest="help", help="Show this help and exit.")
 
+#: kas-container 5.5's options before the command (but --kvm), with kasctl's own.
 GLOBAL = (
     ISAR_ROOTLESS,
     ISAR_PRIVILEGED,
@@ -86,10 +125,14 @@ GLOBAL = (
     RUNTIME_ARGS,
     REPO_RW,
     REPO_RO,
-    _valued(
-        "-l", "--log-level", dest="log_level", metavar="LEVEL", help="debug, info, warning, error."
-    ),
-    _flag("--version", dest="version", help="Show the version and exit."),
+    NO_PROXY_FROM_ENV,
+    SSH_DIR,
+    SSH_AGENT,
+    AWS_DIR,
+    GIT_CREDENTIAL_STORE,
+    GIT_CREDENTIAL_SOCKET,
+    LOG_LEVEL,
+    VERSION,
     HELP,
 )
 KAS = (
@@ -103,30 +146,14 @@ KAS = (
     RUNTIME_ARGS,
     REPO_RW,
     REPO_RO,
-    _flag(
-        "--no-proxy-from-env",
-        dest="no_proxy_from_env",
-        help="Do not pass the host's proxy variables.",
-    ),
-    _valued(
-        "--ssh-dir", dest="ssh_dir", metavar="DIR", help="Share this ssh dir (read-only) as ~/.ssh."
-    ),
-    _flag("--ssh-agent", dest="ssh_agent", help="Share the ssh agent socket (SSH_AUTH_SOCK)."),
-    _valued(
-        "--aws-dir", dest="aws_dir", metavar="DIR", help="Share this AWS config dir (read-only)."
-    ),
-    _valued(
-        "--git-credential-store",
-        dest="git_credential_store",
-        metavar="FILE",
-        help="Share this git credential store file.",
-    ),
-    _valued(
-        "--git-credential-socket",
-        dest="git_credential_socket",
-        metavar="SOCKET",
-        help="Share this git credential cache socket.",
-    ),
+    NO_PROXY_FROM_ENV,
+    SSH_DIR,
+    SSH_AGENT,
+    AWS_DIR,
+    GIT_CREDENTIAL_STORE,
+    GIT_CREDENTIAL_SOCKET,
+    LOG_LEVEL,
+    VERSION,
     _valued(
         "-c",
         "--cmd",
@@ -190,7 +217,20 @@ class Parsed:
     bitbake: tuple[str, ...] = ()
 
     def options(self) -> dict[str, Any]:
-        return {**self.before, **self.after}
+        merged = {**self.before, **self.after}
+        both = [v for v in (self.before, self.after) if RUNTIME_ARGS.dest in v]
+        if len(both) == 2:  # they add up, before the command first
+            merged[RUNTIME_ARGS.dest] = " ".join(v[RUNTIME_ARGS.dest] for v in both)
+        return merged
+
+
+def _store(values: dict[str, Any], option: Option, value: Any) -> None:
+    """Keep an option's value: the last one given wins, but --runtime-args add up."""
+    if option is RUNTIME_ARGS:
+        split_runtime_args(value)  # each value on its own: a quote never spans two of them
+        if option.dest in values:
+            value = f"{values[option.dest]} {value}"
+    values[option.dest] = value
 
 
 def _match(
@@ -223,6 +263,8 @@ def _match(
 def parse(argv: Sequence[str]) -> Parsed:
     """Take a command line apart; raise Shown for help and --version, UsageError for mistakes."""
     before: dict[str, Any] = {}
+    #: The last option before the command that took the next argument as its value.
+    took: tuple[str, str, str] | None = None
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
         found = _match(GLOBAL, argv, i)
@@ -231,13 +273,17 @@ def parse(argv: Sequence[str]) -> Parsed:
                 f"no such option: {argv[i]}",
                 fix="`kasctl -h` lists kasctl's options; kas's own options go after the command",
             )
-        option, value, i = found
+        option, value, j = found
+        took = (argv[i], value, option.metavar or "") if j == i + 2 else None
+        i = j
         if option is HELP:
             raise Shown(main_help())
-        if option.dest == "version":
+        if option is VERSION:
             raise Shown(f"kasctl {__version__}")
-        before[option.dest] = value
+        _store(before, option, value)
     if i == len(argv):
+        if took is not None and took[1] in (*COMMANDS, "doctor", "image"):
+            _value_missing(*took)
         raise Shown(main_help(), status=2)
     name, rest = argv[i], argv[i + 1 :]
     if name == "image":
@@ -245,6 +291,8 @@ def parse(argv: Sequence[str]) -> Parsed:
     if name == "doctor":
         return _parse_strict("doctor", before, rest, DOCTOR, DOCTOR_SUMMARY, "[CONFIG]")
     if name not in COMMANDS:
+        if took is not None and took[1] in (*COMMANDS, "doctor", "image"):
+            _value_missing(*took)
         raise UsageError(f"no such command {name!r}{_did_you_mean(name)}", fix="see `kasctl -h`")
     after: dict[str, Any] = {}
     args: list[str] = []
@@ -260,8 +308,18 @@ def parse(argv: Sequence[str]) -> Parsed:
         option, value, j = found
         if option is HELP:
             raise Shown(command_help(name))
-        after[option.dest] = value
+        if option is VERSION:
+            raise Shown(f"kasctl {__version__}")
+        _store(after, option, value)
     return Parsed(name, before, after, tuple(args))
+
+
+def _value_missing(name: str, value: str, metavar: str) -> NoReturn:
+    """`--ssh-dir build kas.yml` (say, from an empty $VAR): the command became the value."""
+    raise UsageError(
+        f"option {name} requires an argument (it took the command {value!r} as its value)",
+        fix=f"give it one before the command: {name} {metavar} {value} ...",
+    )
 
 
 def _parse_image(before: dict[str, Any], rest: Sequence[str]) -> Parsed:

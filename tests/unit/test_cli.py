@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import __version__
+from kasctl import __version__, cmdline, commands
 from kasctl import cli as kasctl_cli
+from kasctl.commands import Command
+from kasctl.config import BuildSystem
+from kasctl.credentials import CredentialOptions
+from kasctl.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -71,6 +75,10 @@ def test_bad_config_is_one_error_before_any_engine(
         (["build", "--isar-rootless", "--isar-privileged", "ok.yml"], "exclude each other"),
         (["build", "--engine", "lxc", "ok.yml"], "unknown container engine 'lxc'"),
         (["shell", "-c"], "requires an argument"),
+        (["--ssh-dir", "build", "ok.yml"], "option --ssh-dir requires an argument"),
+        (["--isar-rootless", "--runtime-args"], "option --runtime-args requires an argument"),
+        (["-l", "DEBUG", "build", "ok.yml"], "unknown log level 'DEBUG'"),
+        (["-l", "warn", "build", "ok.yml"], "unknown log level 'warn'"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -121,3 +129,104 @@ def test_an_unforeseen_host_error_is_one_line_without_traceback(
     assert exited.value.code == 3
     assert err.splitlines()[0] == "kasctl: error: /var/lib/somewhere: Permission denied"
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------
+# kas-container's options before the command: what reaches the build
+# --------------------------------------------------------------------------
+
+
+def reached(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[kasctl_cli.Options, str]:
+    """cli.run on a parsed command line: the options and -c value run_kas is handed."""
+    got: list[tuple[kasctl_cli.Options, str]] = []
+
+    def run_kas(
+        _given: cmdline.Parsed, _spec: Command, opts: kasctl_cli.Options, kas_cmd: str | None
+    ) -> int:
+        got.append((opts, kas_cmd or ""))
+        return 0
+
+    monkeypatch.setattr(kasctl_cli, "run_kas", run_kas)
+    assert kasctl_cli.run(cmdline.parse(argv)) == 0
+    (result,) = got
+    return result
+
+
+def test_ci_isar_rootless_ssh_dir_and_two_runtime_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kasctl --isar-rootless --ssh-dir ~/.ssh --runtime-args "--cpus 2" \
+    #        --runtime-args "-e X=1" build kas.yml
+    opts, _ = reached(
+        ["--isar-rootless", "--ssh-dir", "/home/ci/.ssh", "--runtime-args", "--cpus 2",
+         "--runtime-args", "-e X=1", "build", "kas.yml"],
+        monkeypatch,
+    )  # fmt: skip
+    assert opts.build_system_override() is BuildSystem.ISAR_ROOTLESS
+    assert opts.credentials == CredentialOptions(ssh_dir="/home/ci/.ssh")
+    # kas-container: KAS_EXTRA_RUNTIME_ARGS=" --cpus 2 -e X=1", word-split on the engine's line
+    assert commands.split_runtime_args(opts.runtime_args) == ("--cpus", "2", "-e", "X=1")
+    assert opts.repo_rw is None  # build's default: read-only
+    assert not opts.dry_run and not opts.no_proxy_from_env
+
+
+def test_ci_repo_rw_shell_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kasctl --repo-rw shell kas.yml -c 'ls'
+    opts, cmd = reached(["--repo-rw", "shell", "kas.yml", "-c", "ls"], monkeypatch)
+    assert (opts.repo_rw, cmd) == (True, "ls")
+    assert opts.build_system_override() is None
+
+
+def test_ci_log_level_debug_no_proxy_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kasctl -l debug --no-proxy-from-env checkout kas.yml
+    opts, _ = reached(["-l", "debug", "--no-proxy-from-env", "checkout", "kas.yml"], monkeypatch)
+    assert opts.no_proxy_from_env
+    assert opts.credentials == CredentialOptions()
+
+
+def test_ci_git_credential_store_aws_dir_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kasctl --git-credential-store FILE --aws-dir DIR dump kas.yml
+    opts, _ = reached(
+        ["--git-credential-store", "/ci/creds", "--aws-dir", "/ci/aws", "dump", "kas.yml"],
+        monkeypatch,
+    )
+    assert opts.credentials == CredentialOptions(
+        aws_dir="/ci/aws", git_credential_store="/ci/creds"
+    )
+
+
+def test_ci_isar_ssh_agent_socket_docker_args_repo_ro(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kasctl --isar --ssh-agent --git-credential-socket SOCK --docker-args "-t" --repo-ro lock x
+    opts, _ = reached(
+        ["--isar", "--ssh-agent", "--git-credential-socket", "/run/git.sock", "--docker-args",
+         "-t", "--repo-ro", "lock", "kas.yml"],
+        monkeypatch,
+    )  # fmt: skip
+    assert opts.build_system_override() is BuildSystem.ISAR_PRIVILEGED
+    assert opts.credentials == CredentialOptions(
+        ssh_agent=True, git_credential_socket="/run/git.sock"
+    )
+    assert (opts.runtime_args, opts.repo_rw) == ("-t", False)
+
+
+def test_runtime_args_before_and_after_the_command_add_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opts, _ = reached(
+        ["--runtime-args", "--cpus 2", "build", "--runtime-args", "-e X=1", "--ssh-dir", "/b",
+         "kas.yml"],
+        monkeypatch,
+    )  # fmt: skip
+    assert opts.runtime_args == "--cpus 2 -e X=1"
+    assert opts.credentials.ssh_dir == "/b"
+
+
+@pytest.mark.parametrize("level", cmdline.LOG_LEVELS)
+def test_log_level_takes_kas_choices(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reached(["-l", level, "build", "kas.yml"], monkeypatch)
+    reached(["build", "--log-level", level, "kas.yml"], monkeypatch)
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "Info", "warn", "fatal", "notset", ""])
+def test_log_level_refuses_what_kas_refuses(level: str) -> None:
+    with pytest.raises(UsageError) as info:
+        kasctl_cli.run(cmdline.parse(["-l", level, "build", "kas.yml"]))
+    assert info.value.message == f"unknown log level {level!r}"

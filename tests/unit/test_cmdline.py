@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 from hypothesis import given
@@ -150,3 +151,180 @@ def test_kas_and_bitbake_arguments_pass_unchanged(
 ) -> None:
     parsed = cmdline.parse([command, *args, "--", *bitbake])
     assert (parsed.args, parsed.bitbake, parsed.after) == (tuple(args), tuple(bitbake), {})
+
+
+# --------------------------------------------------------------------------
+# kas-container 5.5's options before the command, as CI files write them
+# --------------------------------------------------------------------------
+
+
+def ci(line: str) -> list[str]:
+    """A CI script's `kasctl ...` line as the shell hands it over (quotes removed)."""
+    words = shlex.split(line)
+    assert words[0] == "kasctl"
+    return words[1:]
+
+
+#: Every option kas-container 5.5 takes before the command (its `while` loop), with a
+#: value for those that take one; --kvm is left out (not kasctl's yet), and --version
+#: and -h/--help show something instead (below).
+KAS_CONTAINER_55 = {
+    "--isar": None,
+    "--isar-privileged": None,
+    "--isar-rootless": None,
+    "--runtime-args": "--cpus 2",
+    "--docker-args": "--cpus 2",
+    "--ssh-dir": "/ci/ssh",
+    "--ssh-agent": None,
+    "--aws-dir": "/ci/aws",
+    "--git-credential-store": "/ci/git-credentials",
+    "--git-credential-socket": "/ci/git-socket",
+    "--no-proxy-from-env": None,
+    "--repo-ro": None,
+    "--repo-rw": None,
+    "-l": "debug",
+    "--log-level": "debug",
+}
+
+
+@pytest.mark.parametrize("name", sorted(KAS_CONTAINER_55))
+def test_every_kas_container_option_is_taken_before_the_command(name: str) -> None:
+    value = KAS_CONTAINER_55[name]
+    argv = [name, *([value] if value is not None else []), "build", "kas.yml"]
+    parsed = cmdline.parse(argv)
+    assert (parsed.command, parsed.args, parsed.after) == ("build", ("kas.yml",), {})
+    assert len(parsed.before) == 1
+    assert list(parsed.before.values()) == [value if value is not None else name != "--repo-ro"]
+
+
+def test_ci_isar_rootless_with_ssh_dir_and_runtime_args() -> None:
+    parsed = cmdline.parse(
+        ci('kasctl --isar-rootless --ssh-dir /home/ci/.ssh --runtime-args "--cpus 2" '
+           '--runtime-args "-e X=1" build kas.yml')
+    )  # fmt: skip
+    assert parsed.command == "build"
+    assert parsed.args == ("kas.yml",)
+    assert parsed.options() == {
+        "isar_rootless": True,
+        "ssh_dir": "/home/ci/.ssh",
+        "runtime_args": "--cpus 2 -e X=1",  # appended, as kas-container does
+    }
+
+
+def test_ci_repo_rw_shell_with_a_command() -> None:
+    parsed = cmdline.parse(ci("kasctl --repo-rw shell kas.yml -c 'ls'"))
+    assert parsed.command == "shell"
+    assert parsed.before == {"repo_rw": True}
+    assert parsed.after == {"cmd": "ls"}
+    assert parsed.args == ("kas.yml",)
+
+
+def test_ci_log_level_and_no_proxy_checkout() -> None:
+    parsed = cmdline.parse(ci("kasctl -l debug --no-proxy-from-env checkout kas.yml"))
+    assert parsed.command == "checkout"
+    assert parsed.options() == {"log_level": "debug", "no_proxy_from_env": True}
+    assert parsed.args == ("kas.yml",)
+
+
+def test_ci_credential_store_and_aws_dir_dump() -> None:
+    parsed = cmdline.parse(
+        ci("kasctl --git-credential-store /ci/git-credentials --aws-dir /ci/aws dump kas.yml")
+    )
+    assert parsed.command == "dump"
+    assert parsed.options() == {"git_credential_store": "/ci/git-credentials", "aws_dir": "/ci/aws"}
+    assert parsed.args == ("kas.yml",)
+
+
+def test_ci_ssh_agent_socket_and_docker_args_lock() -> None:
+    parsed = cmdline.parse(
+        ci("kasctl --isar-privileged --ssh-agent --git-credential-socket /run/git.sock "
+           "--docker-args --network=host --repo-ro lock kas.yml")
+    )  # fmt: skip
+    assert parsed.command == "lock"
+    assert parsed.options() == {
+        "isar_privileged": True,
+        "ssh_agent": True,
+        "git_credential_socket": "/run/git.sock",
+        "runtime_args": "--network=host",
+        "repo_rw": False,
+    }
+
+
+def test_runtime_args_add_up_before_and_after_the_command() -> None:
+    parsed = cmdline.parse(
+        ci('kasctl --runtime-args "--cpus 2" --docker-args -t build --runtime-args "-e X=1" '
+           'kas.yml --runtime-args "--env \'A=b c\'"')
+    )  # fmt: skip
+    assert parsed.before == {"runtime_args": "--cpus 2 -t"}
+    assert parsed.after == {"runtime_args": "-e X=1 --env 'A=b c'"}
+    assert parsed.options()["runtime_args"] == "--cpus 2 -t -e X=1 --env 'A=b c'"
+
+
+def test_a_runtime_args_quote_never_spans_two_values() -> None:
+    with pytest.raises(UsageError) as info:
+        cmdline.parse(["--runtime-args", "-e 'A=b", "--runtime-args", "c'", "build"])
+    assert info.value.message.startswith('--runtime-args "-e \'A=b" cannot be split')
+    assert info.value.exit_code == 2
+
+
+def test_after_the_command_wins_over_before() -> None:
+    parsed = cmdline.parse(
+        ci("kasctl --ssh-dir /a --repo-rw -l debug --aws-dir /x build --ssh-dir /b --repo-ro "
+           "-l error kas.yml")
+    )  # fmt: skip
+    assert parsed.options() == {
+        "ssh_dir": "/b", "repo_rw": False, "log_level": "error", "aws_dir": "/x"
+    }  # fmt: skip
+    assert parsed.args == ("kas.yml",)
+
+
+def test_log_level_spellings_before_the_command() -> None:
+    for argv in (["-l", "info"], ["--log-level", "info"], ["--log-level=info"], ["-linfo"]):
+        assert cmdline.parse([*argv, "build"]).before == {"log_level": "info"}, argv
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["-l", "debug", "--version", "build", "kas.yml"],
+     ["--isar-rootless", "--version"], ["build", "kas.yml", "--version"]],
+)  # fmt: skip
+def test_version_wherever_it_stands(argv: list[str]) -> None:
+    with pytest.raises(cmdline.Shown) as shown:
+        cmdline.parse(argv)
+    assert (shown.value.text, shown.value.status) == (f"kasctl {__version__}", 0)
+
+
+def test_help_before_the_command_stops_there_as_kas_container() -> None:
+    with pytest.raises(cmdline.Shown) as shown:
+        cmdline.parse(["--ssh-dir", "/ci/ssh", "-h", "build", "--bogus-is-never-read"])
+    assert shown.value.status == 0
+    assert "--git-credential-socket SOCKET" in shown.value.text
+
+
+VALUED_BEFORE = [name for option in cmdline.GLOBAL if option.metavar for name in option.names]
+
+
+@pytest.mark.parametrize("name", VALUED_BEFORE)
+def test_a_value_missing_at_the_end_names_the_option(name: str) -> None:
+    with pytest.raises(UsageError) as info:
+        cmdline.parse(["--isar-rootless", name])
+    assert info.value.message == f"option {name} requires an argument"
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", VALUED_BEFORE)
+def test_a_value_missing_before_the_command_names_the_option(name: str) -> None:
+    # `kasctl --ssh-dir $SSH_DIR build kas.yml` with SSH_DIR unset
+    for rest in (["build", "kas.yml"], ["build"], ["doctor", "kas.yml"]):
+        with pytest.raises(UsageError) as info:
+            cmdline.parse([name, *rest])
+        assert info.value.message == (
+            f"option {name} requires an argument (it took the command {rest[0]!r} as its value)"
+        ), rest
+        assert info.value.exit_code == 2
+        assert info.value.fix.startswith(f"give it one before the command: {name} ")
+
+
+def test_a_value_that_names_a_command_is_fine_when_a_command_follows() -> None:
+    parsed = cmdline.parse(["--ssh-dir", "build", "build", "kas.yml"])
+    assert (parsed.command, parsed.before) == ("build", {"ssh_dir": "build"})
