@@ -276,8 +276,8 @@ def _be_init(child: int) -> None:
             )
 
 
-def drop_to(uid: int, gid: int) -> None:
-    os.setgroups([gid])
+def drop_to(uid: int, gid: int, extra_groups: tuple[int, ...] = ()) -> None:
+    os.setgroups([gid, *extra_groups])
     os.setgid(gid)
     os.setuid(uid)
     os.environ.update(HOME=HOME, USER=BUILDER, LOGNAME=BUILDER)
@@ -417,7 +417,9 @@ def main(argv: list[str]) -> None:
         nest_keep_id(uid, gid, own_maps())
         drop_to(uid, gid)
     elif uid != 0:
-        drop_to(uid, gid)
+        # --kvm on a rootful engine: /dev/kvm's group, so builder can open it
+        kvm_gid = _int_env("KASCTL_KVM_GID")
+        drop_to(uid, gid, () if kvm_gid is None else (kvm_gid,))
     os.execvp(cmd[0], cmd)
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
-from kasctl.facts import EngineFacts, EngineKind, EngineMode, HostFacts
+from kasctl.facts import EngineFacts, EngineKind, EngineMode, HostFacts, KvmDevice
 from kasctl.subids import Range, SubidEntry, is_number, merge, parse_subid_file, range_for
 
 log = logging.getLogger("kasctl")
@@ -163,7 +164,20 @@ def host_facts() -> HostFacts:
         sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,
         hostname=os.uname().nodename,
+        selinux_enforcing=_read("/sys/fs/selinux/enforce").strip() == "1",
+        kvm=kvm_device("/dev/kvm"),
     )
+
+
+def kvm_device(path: str) -> KvmDevice | None:
+    """The host's /dev/kvm (group and mode), or None when it is not a character device."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISCHR(st.st_mode):
+        return None
+    return KvmDevice(gid=st.st_gid, mode=stat.S_IMODE(st.st_mode))
 
 
 def _uts_profile(podman_profile: str | None) -> tuple[str | None, str]:
@@ -260,7 +274,7 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         # Local podman is rootless exactly when it runs as a non-root user;
         # no need to pay for `podman info` on every run.
         mode = EngineMode.ROOTLESS_PODMAN if os.getuid() != 0 else EngineMode.ROOTFUL_PODMAN
-        return EngineFacts(mode=mode, binary=binary, version="")
+        return EngineFacts(mode=mode, binary=binary, version="", selinux=True)
     info = query_info(binary)
     if isinstance(info, str):
         where = env.get("DOCKER_HOST") or ("the docker daemon" if kind == "docker" else "podman")
@@ -276,4 +290,6 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         version=version,
         apparmor=apparmor,
         endpoint=env.get("DOCKER_HOST") if kind == "docker" else None,
+        selinux=kind == "podman"
+        or any("name=selinux" in o for o in info.get("SecurityOptions") or []),
     )

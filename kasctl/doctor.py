@@ -422,6 +422,23 @@ def _subid_size(name: str, rng: Range, host: HostFacts, bs: BuildSystem) -> Chec
     )
 
 
+def _selinux_check(host: HostFacts, mode: EngineMode) -> Check:
+    if not host.selinux_enforcing:
+        return Check("SELinux", "ok", "not enforcing")
+    does = (
+        "kasctl runs podman's containers with --security-opt=label=disable"
+        if mode.kind == "podman"
+        else "kasctl passes --security-opt=label=disable where the docker daemon labels "
+        "containers (--selinux-enabled)"
+    )
+    return Check(
+        "SELinux",
+        "ok",
+        f"enforcing: a confined container could not read your bind-mounted files; {does} "
+        "rather than relabel them",
+    )
+
+
 def _apparmor(system: SystemFacts, mode: EngineMode, bs: BuildSystem) -> Check:
     if not system.apparmor_restricts_userns:
         return Check("AppArmor", "ok", "no user-namespace restriction")
@@ -585,6 +602,7 @@ def judge(
         *_subid_checks(system, host, mode, bs),
         *[c for c in [_engine_map(probe, host, bs)] if c],
         _apparmor(system, mode, bs),
+        _selinux_check(host, mode),
         _runtime(probe, system),
         _rlimits(system, host, probe, mode),
         _tun_check(system, mode),

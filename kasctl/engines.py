@@ -37,6 +37,7 @@ def render(plan: RunPlan) -> list[str]:
     if plan.init:
         argv.append("--init")
     argv.append(f"--name={plan.name}")
+    argv.append(f"--log-driver={plan.log_driver}")
     argv += [f"--label={k}={v}" for k, v in plan.labels]
     argv += [g.flag for g in plan.grants]
     argv += [_mount(m, kind) for m in plan.mounts]

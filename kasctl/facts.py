@@ -47,10 +47,21 @@ class EngineFacts:
     apparmor: bool = False
     #: The engine's environment overrides (e.g. DOCKER_HOST) that reached it.
     endpoint: str | None = None
+    #: The engine labels containers for SELinux (docker: daemon --selinux-enabled;
+    #: podman does whenever the host enforces SELinux).
+    selinux: bool = False
 
     @property
     def kind(self) -> EngineKind:
         return self.mode.kind
+
+
+@dataclass(frozen=True)
+class KvmDevice:
+    """/dev/kvm on the host: who may open it."""
+
+    gid: int
+    mode: int
 
 
 @dataclass(frozen=True)
@@ -91,3 +102,7 @@ class HostFacts:
     #: This machine's name, put on each container: only a container started on
     #: this host can be judged left over by whether its kasctl pid still lives.
     hostname: str = ""
+    #: SELinux is enforcing (/sys/fs/selinux/enforce).
+    selinux_enforcing: bool = False
+    #: /dev/kvm, when it is a character device.
+    kvm: KvmDevice | None = None

@@ -106,6 +106,8 @@ class Request:
     #: the .git text that points there inside the container.
     worktree: Worktree | None = None
     worktree_gitfile: str | None = None
+    #: --kvm: pass /dev/kvm and let builder open it.
+    kvm: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,11 @@ class RunPlan:
     #: the entrypoint must be that init itself (rootless docker, see entrypoint).
     init: bool = True
     runtime_args: tuple[str, ...] = ()
+    #: The engine keeps none of the build's output: it reaches the terminal
+    #: straight through the attached streams, and a build's gigabytes of log
+    #: would otherwise also be stored by the engine for as long as it runs
+    #: (docker's json-file, podman's k8s-file), as kas-container avoids too.
+    log_driver: str = "none"
     #: Problems that do not stop the run but will bite: shown once before it.
     warnings: tuple[str, ...] = ()
 
@@ -216,7 +223,7 @@ def _apparmor_warnings(build_system: BuildSystem, host: HostFacts) -> list[str]:
 
 
 def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
-    privileges = decide(req.build_system, engine, host, req.sudo_cmd)
+    privileges = decide(req.build_system, engine, host, req.sudo_cmd, kvm=req.kvm)
     mode = privileges.mode
     uid, gid = _user_ids(host)
     keep_id = mode is EngineMode.ROOTLESS_DOCKER and uid != 0
@@ -231,6 +238,8 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     ]
     if keep_id:
         env.append(("KASCTL_KEEP_ID", "1"))
+    if privileges.kvm_gid is not None:
+        env.append(("KASCTL_KVM_GID", str(privileges.kvm_gid)))
     dir_mounts, dir_env = _managed_dirs(req)
     mounts += dir_mounts
     env += dir_env

@@ -10,7 +10,7 @@ was measured step by step (see README, "Privileges per cell").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError
@@ -33,6 +33,8 @@ class Privileges:
     mode: EngineMode
     #: Command prefix that reaches the rootful engine, e.g. ("sudo", "--preserve-env").
     executor: tuple[str, ...] = ()
+    #: The group builder joins to open /dev/kvm (--kvm on a rootful engine), if any.
+    kvm_gid: int | None = None
 
 
 KEEP_ID = Grant(
@@ -128,6 +130,55 @@ def _apparmor(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
     return ()
 
 
+def _selinux(engine: EngineFacts, host: HostFacts) -> tuple[Grant, ...]:
+    """label=disable where SELinux would keep the container from the user's files."""
+    if not (host.selinux_enforcing and engine.selinux):
+        return ()
+    return (
+        Grant(
+            "--security-opt=label=disable",
+            "SELinux is enforcing: a confined container may not read the bind-mounted work "
+            "dir and repository (user_home_t and the like); relabelling them (:z) would "
+            "change your files' labels on the host, so the container runs unlabelled instead",
+        ),
+    )
+
+
+KVM_DEVICE = "/dev/kvm"
+
+
+def _kvm(mode: EngineMode, host: HostFacts) -> tuple[tuple[Grant, ...], int | None]:
+    """--kvm: the device, and the group builder needs to open it (None: no group needed)."""
+    kvm = host.kvm
+    if kvm is None:
+        raise HostError(
+            f"--kvm was given, but {KVM_DEVICE} is not on this host",
+            fix="enable KVM (load kvm_intel or kvm_amd; on a VM, nested virtualisation), "
+            "or drop --kvm (QEMU then emulates, much slower)",
+        )
+    grant = Grant(
+        f"--device={KVM_DEVICE}",
+        "--kvm: QEMU in the build (runqemu, testimage) uses KVM for hardware virtualisation",
+    )
+    if kvm.mode & 0o006 == 0o006:
+        return (grant,), None
+    if not mode.rootless and kvm.gid != 0 and kvm.mode & 0o060 == 0o060:
+        return (grant,), kvm.gid
+    mode_text = f"{kvm.mode:04o}, group {kvm.gid}"
+    if mode.rootless:
+        raise HostError(
+            f"{KVM_DEVICE} ({mode_text}) is not open to every user, and on a rootless engine "
+            "the builder cannot have its group: the user namespace does not map it",
+            fix=f"make it rw for all (chmod 0666 {KVM_DEVICE}, or a udev rule "
+            'KERNEL=="kvm", MODE="0666", as systemd sets it), or use a rootful engine',
+        )
+    raise HostError(
+        f"{KVM_DEVICE} ({mode_text}) can be opened by root only, and the builder is not root",
+        fix=f"give it a kvm group: groupadd -r kvm; chgrp kvm {KVM_DEVICE}; "
+        f"chmod 0660 {KVM_DEVICE} (or chmod 0666)",
+    )
+
+
 def _check_privileged_possible(mode: EngineMode, host: HostFacts) -> None:
     """docker --privileged asks runc for every capability (a --cap-drop is ignored then),
     and runc fails ('unable to apply caps') when the host's own bounding set lacks one;
@@ -155,7 +206,24 @@ def _privileged_executor(mode: EngineMode, host: HostFacts, sudo_cmd: str) -> tu
 
 
 def decide(
-    build_system: BuildSystem, engine: EngineFacts, host: HostFacts, sudo_cmd: str = "sudo"
+    build_system: BuildSystem,
+    engine: EngineFacts,
+    host: HostFacts,
+    sudo_cmd: str = "sudo",
+    kvm: bool = False,
+) -> Privileges:
+    """The grants for one cell, plus what the run asked for (--kvm) and the host needs."""
+    cell = _cell(build_system, engine, host, sudo_cmd)
+    extra = _selinux(engine, host)
+    kvm_gid = None
+    if kvm:
+        kvm_grants, kvm_gid = _kvm(cell.mode, host)
+        extra += kvm_grants
+    return replace(cell, grants=cell.grants + extra, kvm_gid=kvm_gid)
+
+
+def _cell(
+    build_system: BuildSystem, engine: EngineFacts, host: HostFacts, sudo_cmd: str
 ) -> Privileges:
     """The grants for one cell; exhaustive over build systems and engine modes."""
     mode = engine.mode

@@ -314,3 +314,12 @@ def test_the_real_host_is_readable() -> None:
     facts = system_facts(os.path.expanduser("~"))
     assert facts.max_user_namespaces is None or facts.max_user_namespaces >= 0
     assert facts.cgroup in ("v1", "v2", "hybrid")
+
+
+def test_selinux_enforcing_is_reported_with_what_kasctl_does() -> None:
+    enforcing = replace(HOST, selinux_enforcing=True)
+    check = by_name(judge(GOOD, enforcing, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["SELinux"]
+    assert check.status == "ok"
+    assert "enforcing" in check.detail and "label=disable" in check.detail
+    plain = by_name(judge(GOOD, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["SELinux"]
+    assert plain.detail == "not enforcing"
