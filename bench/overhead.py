@@ -8,7 +8,7 @@ SUDO_UID/SUDO_GID):
 
 The fixture project (tests/fixtures/isar-standin, or --fixture oe-standin)
 is copied into a fresh git repository owned by the user. Per engine mode it
-times, with the image IMAGE (--image, default localhost/kasctl/kas-isar:0.1.0,
+times, with the image IMAGE (--image, default kasctl's image of this version,
 also passed to kasctl as KAS_CONTAINER_IMAGE) and the kasctl at --kasctl
 (default /opt/kasctl-dev/bin/kasctl):
 
@@ -51,6 +51,7 @@ import json
 import os
 import platform
 import pwd
+import re
 import shutil
 import statistics
 import subprocess
@@ -65,7 +66,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 FIXTURES = REPO / "tests" / "fixtures"
-IMAGE = "localhost/kasctl/kas-isar:0.1.0"
+#: kasctl's default image for the version in this tree (kasctl/__init__.py).
+IMAGE = "localhost/kasctl/kas-isar:" + re.search(
+    r'__version__ = "([^"]+)"', (REPO / "kasctl" / "__init__.py").read_text()
+).group(1)
 MODES = ("rootless-podman", "system-docker", "rootless-docker", "rootful-podman")
 VARIANTS = ("a", "b", "b0", "c0", "c1", "d", "e", "p")
 LABELS = {
@@ -157,7 +161,9 @@ def entrypoint_pair(planned: list[str], image: str) -> tuple[list[str], list[str
     """kasctl's engine command as c0 (--entrypoint true) and c1 (entrypoint, `-- true`)."""
     at = planned.index(image)
     flags = planned[:at]
-    return [*flags, "--entrypoint", "true", image], [*flags, image, "--", "true"]
+    # isar-rootless names kasctl's entrypoint: `--entrypoint=python3 IMAGE -I PATH COMMAND...`
+    forced = planned[at + 1 : at + 3] if any(f.startswith("--entrypoint=") for f in flags) else []
+    return [*flags, "--entrypoint", "true", image], [*flags, image, *forced, "--", "true"]
 
 
 def fresh_name(argv: list[str]) -> list[str]:

@@ -5,4 +5,4 @@ every container start, and `kasctl --version` should cost no more than
 Python's own start.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from kasctl import __version__
+
 from .harness import IMAGE_WORKDIR, Project, Runner, make_project, make_runner, remove_tree
 
 PAUSE_MARK = Path("build") / IMAGE_WORKDIR / "paused"
@@ -131,7 +133,7 @@ def test_next_run_removes_leftovers(mode: str) -> None:
     runner = make_runner(mode)
     project = make_project(runner, fixture="oe-standin")
     engine = runner.mode.engine
-    image = "localhost/kasctl/kas-isar:0.1.0"
+    image = f"localhost/kasctl/kas-isar:{__version__}"
     started = []
     try:
         for name, host in (
@@ -140,7 +142,7 @@ def test_next_run_removes_leftovers(mode: str) -> None:
         ):
             name = f"{name}-{os.getpid()}"
             labels = {
-                "io.kasctl.version": "0.1.0",
+                "io.kasctl.version": __version__,
                 "io.kasctl.workdir": str(project.work),
                 "io.kasctl.pid": str(dead_pid()),
                 "io.kasctl.host": host,
