@@ -11,7 +11,7 @@ set -euo pipefail
 CI_USER=${KASCI_USER:-kasci}
 SUBID_START=100000
 SUBID_COUNT=165536
-PACKAGES=(podman runc uidmap docker.io rootlesskit slirp4netns fuse-overlayfs mmdebstrap acl
+PACKAGES=(podman runc uidmap docker.io rootlesskit slirp4netns fuse-overlayfs mmdebstrap acl zsh fish bash-completion
           procps) # procps: pgrep, to find a daemon that is still starting
 SYSTEM_DOCKER_SOCK=/var/run/docker.sock
 SYSTEM_DOCKER_LOG=/var/log/dockerd.log

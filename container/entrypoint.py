@@ -32,7 +32,7 @@ import stat
 import sys
 from collections.abc import Mapping
 
-from kasctl import __version__
+from kasctl import __version__, spec
 from kasctl.errors import KasctlError
 from kasctl.subids import (
     Extent,
@@ -50,27 +50,17 @@ LIBDIR = "/usr/lib/kasctl"
 #: The real sudo, kept without its setuid bit while the image is locked.
 SUDO_REAL = f"{LIBDIR}/sudo.real"
 SUDOERS_RULE = "/etc/sudoers.d/kasctl-builder"
-KAS_COMMANDS = {
-    "build",
-    "checkout",
-    "dump",
-    "lock",
-    "shell",
-    "diff",
-    "for-all-repos",
-    "clean",
-    "cleansstate",
-    "cleanall",
-    "purge",
-    "menu",
-}
+#: The commands kasctl passes in (kasctl.spec, the one table of commands).
+KAS_COMMANDS = frozenset(spec.KAS_COMMANDS)
+#: kas's log levels, which may stand before the command (`-l LEVEL build ...`).
+LOG_LEVELS = frozenset(spec.LOG_LEVELS)
 EXIT_START = 125
 #: System-wide git config: read by every user, root included.
 GITCONFIG = "/etc/gitconfig"
 #: GitLab's variables naming the job's checkout (GIT_CLONE_PATH: a custom clone dir).
 GITLAB_CHECKOUT_VARS = ("CI_PROJECT_DIR", "GIT_CLONE_PATH")
 #: Cleans kasctl does itself in isar-rootless (purge stays with kas).
-CLEANS = {"clean", "cleansstate", "cleanall"}
+CLEANS = frozenset(spec.CLEANER_COMMANDS)
 
 
 class EntrypointError(KasctlError):
@@ -184,20 +174,70 @@ def enable_sudo() -> None:
     os.chmod(SUDOERS_RULE, 0o440)
 
 
-def check_locked() -> None:
+#: Where check_locked looks for setuid/setgid binaries, besides every path kasctl's image
+#: stripped (SETID_STRIPPED): where an image derived from kasctl's puts programs. A few
+#: ms at each start; all of / would take some 200 ms.
+SETID_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/libexec", LIBDIR)
+#: The list the Dockerfile wrote of the binaries it took the bits from.
+SETID_STRIPPED = f"{LIBDIR}/setid-stripped"
+#: Isar's rootless namespaces need these two setuid.
+SETID_KEPT = ("/usr/bin/newuidmap", "/usr/bin/newgidmap")
+
+
+def setid_binaries(root: str = "/") -> list[str]:
+    """The setuid/setgid files but newuidmap/newgidmap in SETID_DIRS and SETID_STRIPPED."""
+
+    def at(path: str) -> str:
+        return os.path.join(root, path.lstrip("/"))
+
+    candidates: list[str] = []
+    for directory in SETID_DIRS:
+        try:
+            with os.scandir(at(directory)) as entries:
+                candidates += [f"{directory}/{e.name}" for e in entries]
+        except OSError:
+            continue
+    try:
+        with open(at(SETID_STRIPPED)) as f:
+            candidates += f.read().splitlines()
+    except OSError:
+        pass
+    found = set()
+    for path in candidates:
+        try:
+            mode = os.lstat(at(path)).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID) and path not in SETID_KEPT:
+            found.add(path)
+    return sorted(found)
+
+
+def check_locked(root: str = "/") -> None:
     """isar-rootless: refuse to start unless the image's lock-down is intact.
 
     The image is built locked (see the Dockerfile): sudo is the blocker
     script and no binary but newuidmap/newgidmap keeps a setuid/setgid bit.
-    Checking the two things a privileged run could have changed is cheap.
+    An image derived from kasctl's may have undone that (kasctl starts this
+    entrypoint explicitly, whatever ENTRYPOINT the image sets), and so would
+    a privileged run's sudoers rule: both are checked here, cheaply.
     """
-    if os.path.exists(SUDOERS_RULE):
-        os.unlink(SUDOERS_RULE)
-    if os.stat("/usr/bin/sudo").st_mode & stat.S_ISUID:
-        raise EntrypointError(
-            "/usr/bin/sudo is setuid in an isar-rootless container",
-            fix="rebuild the image with `kasctl image build`; rootless builds must not have sudo",
-        )
+    rule = os.path.join(root, SUDOERS_RULE.lstrip("/"))
+    if os.path.exists(rule):
+        os.unlink(rule)
+    found = setid_binaries(root)
+    if not found:
+        return
+    sudo = [p for p in found if os.path.basename(p) == "sudo"]
+    raise EntrypointError(
+        "this image is not locked for isar-rootless: setuid/setgid "
+        + ", ".join(found)
+        + (f" ({' and '.join(sudo)}: a real sudo, the build could become root)" if sudo else ""),
+        fix="keep kasctl's lock in your image: derive it with "
+        f"`FROM localhost/kasctl/kas-isar:{__version__}` and neither restore sudo nor set "
+        "setuid/setgid bits (`chmod ug-s` those files in its Dockerfile), "
+        "or build with --isar-privileged",
+    )
 
 
 def nest_keep_id(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> None:
@@ -286,22 +326,32 @@ def drop_to(uid: int, gid: int, extra_groups: tuple[int, ...] = ()) -> None:
 def command_line(argv: list[str], direct: bool = False) -> list[str]:
     """`build /repo/x.yml` -> `kas build /repo/x.yml`; other commands only in direct use.
 
-    kasctl only ever passes kas commands (and `--` for its probes), so from
+    kasctl only ever passes kas commands, maybe after kas's `-l LEVEL` (kas
+    takes it only before its command), and `--` for its probes; so from
     kasctl anything else is a mistake and refused. Used directly (`direct`,
     e.g. by a CI runner that runs its job script in the image) any command runs.
     """
     if not argv:
         return ["kas", "--help"]
-    if argv[0] in KAS_COMMANDS:
+    level = argv[:2] if len(argv) > 2 and argv[0] == "-l" and argv[1] in LOG_LEVELS else []
+    if argv[len(level)] in KAS_COMMANDS:
         return ["kas", *argv]
     if argv[0] == "--":  # internal: a plain command, used by kasctl's own probes
         return argv[1:]
     if direct:
         return argv
     raise EntrypointError(
-        f"{argv[0]!r} is not a kas command",
+        f"{argv[len(level)]!r} is not a kas command",
         fix=f"use one of: {', '.join(sorted(KAS_COMMANDS))}",
     )
+
+
+def kas_command(cmd: list[str]) -> str | None:
+    """The kas command in command_line's result (`kas [-l LEVEL] COMMAND ...`), if any."""
+    if cmd[:1] != ["kas"]:
+        return None
+    at = 3 if cmd[1:2] == ["-l"] else 1
+    return cmd[at] if len(cmd) > at else None
 
 
 def _git_config_value(path: str) -> str:
@@ -361,7 +411,7 @@ def rootless_clean(cmd: list[str]) -> list[str]:
     )
     return clean.namespaced_argv(
         sys.executable,
-        cmd[1],
+        kas_command(cmd) or "",
         build_dir,
         dry_run="--dry-run" in cmd,
         work_dir=os.environ.get("KAS_WORK_DIR", "/work"),
@@ -401,7 +451,7 @@ def main(argv: list[str]) -> None:
     elif uid != 0:
         remap_builder(uid, gid)
     install_ssh_dir((0, 0) if nest else (uid, gid))
-    if mode == "isar-rootless" and len(cmd) > 1 and cmd[0] == "kas" and cmd[1] in CLEANS:
+    if mode == "isar-rootless" and kas_command(cmd) in CLEANS:
         cmd = rootless_clean(cmd)
     if mode == "isar-rootless":
         if uid == 0:

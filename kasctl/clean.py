@@ -27,8 +27,8 @@ Root over those ids makes a mistake costlier, so:
 it prints exactly the list a real run prints, mount points included (only
 I/O errors of the removal itself cannot be foreseen).
 
-Stdlib only (plus kasctl.errors): it runs inside the image too, started by
-the entrypoint. `purge` stays with kas.
+Stdlib only (plus kasctl.errors and the import-free kasctl.spec): it runs
+inside the image too, started by the entrypoint. `purge` stays with kas.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kasctl.errors import HostError, KasctlError, UsageError
+from kasctl.spec import CLEANER_COMMANDS
 
-COMMANDS = ("clean", "cleansstate", "cleanall")
+#: The commands done here (kasctl.spec's cleaner ones): clean, cleansstate, cleanall.
+COMMANDS = CLEANER_COMMANDS
 #: Threads removing at once (see _Remover); more gain little even on a slow disk.
 WORKERS = 16
 #: How deep _Remover looks for subtrees to hand out (each level holds open fds).

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,46 +34,54 @@ from kasctl.credentials import CredentialOptions
 from kasctl.errors import KasctlError, UsageError
 from kasctl.facts import EngineFacts, HostFacts
 from kasctl.plan import REPO, REPO2, Request, RunPlan, plan, worktree_gitfile_text
+from kasctl.spec import COMMAND_BY_NAME, DEFAULTS, KAS
 
 log = logging.getLogger("kasctl")
 
 
-@dataclass(frozen=True)
 class Options:
-    """Options that may stand before the command (kas-container style) or after it."""
+    """kasctl's options as given: one attribute per field the option table fills.
 
-    isar_rootless: bool = False
-    isar_privileged: bool = False
-    engine: str | None = None
-    dry_run: bool = False
-    explain: bool = False
-    as_json: bool = False
-    runtime_args: str | None = None
-    repo_rw: bool | None = None
-    no_proxy_from_env: bool = False
-    credentials: CredentialOptions = CredentialOptions()
+    Built from the parsed values (cmdline.Parsed.options(): the command's own
+    win); an option not given has its table default. The attributes are
+    exactly kasctl.spec's dests, nothing is declared twice: an unknown name
+    is an AttributeError.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        unknown = sorted(set(values or {}) - set(DEFAULTS))
+        if unknown:
+            raise TypeError(f"not an option's field: {', '.join(unknown)}")
+        self._values = dict(values or {})
 
     @classmethod
     def given(cls, values: Mapping[str, Any]) -> Options:
         """From the options as given (cmdline.Parsed.options(): the command's own win)."""
-        return cls(
-            isar_rootless=bool(values.get("isar_rootless")),
-            isar_privileged=bool(values.get("isar_privileged") or values.get("isar")),
-            engine=values.get("engine"),
-            dry_run=bool(values.get("dry_run")),
-            explain=bool(values.get("explain")),
-            as_json=bool(values.get("as_json")),
-            runtime_args=values.get("runtime_args"),
-            repo_rw=values.get("repo_rw"),
-            no_proxy_from_env=bool(values.get("no_proxy_from_env")),
-            credentials=CredentialOptions(
-                ssh_dir=values.get("ssh_dir"),
-                ssh_agent=bool(values.get("ssh_agent")),
-                aws_dir=values.get("aws_dir"),
-                git_credential_store=values.get("git_credential_store"),
-                git_credential_socket=values.get("git_credential_socket"),
-            ),
-        )
+        return cls(values)
+
+    def __getattr__(self, dest: str) -> Any:
+        if dest not in DEFAULTS:
+            raise AttributeError(f"kasctl has no option filling {dest!r}")
+        return self._values.get(dest, DEFAULTS[dest])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Options) and self._values == other._values
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Options({self._values!r})"
+
+    def replaced(self, **changes: Any) -> Options:
+        return Options({**self._values, **changes})
+
+    @property
+    def credentials(self) -> CredentialOptions:
+        """The credential options (their fields are the table's dests of the same names)."""
+        names = (f.name for f in fields(CredentialOptions))
+        return CredentialOptions(**{name: getattr(self, name) for name in names})
 
     def build_system_override(self) -> BuildSystem | None:
         if self.isar_rootless and self.isar_privileged:
@@ -214,7 +222,7 @@ def run_kas(
     build_system = cfg.build_system if cfg else (override or BuildSystem.OPENEMBEDDED)
     if kas_cmd is not None:
         kas_args = ("-c", kas_cmd, *kas_args)
-    if spec.name in clean.COMMANDS:
+    if spec.cleaner:
         build_dir = env.get("KAS_BUILD_DIR") or str(work_dir / "build")
         # refused on the host, before any container: /, $HOME, the work dir itself
         clean.check_dirs(spec.name, build_dir, env, str(work_dir), env.get("HOME"))
@@ -252,6 +260,8 @@ def run_kas(
         sudo_cmd=env.get("KAS_SUDO_CMD", "sudo"),
         pid=os.getpid(),
         shares=shares,
+        kvm=bool(opts.kvm),
+        kas_log_level=opts.log_level,
     )
     worktree = config.worktree_of(cfg.repo_dir) if cfg else None
     if worktree is None:
@@ -296,7 +306,8 @@ def _plan_and_run(
     _prepare_dirs(env)
     log.debug("running: %s", engines.show(argv))
     engine_cmd = [*run_plan.executor, run_plan.binary]
-    if not image.image_exists(engine_cmd, run_plan.image):
+    labels = image.image_labels(engine_cmd, run_plan.image)
+    if labels is None:
         if env.get("KAS_CONTAINER_IMAGE"):
             raise UsageError(
                 f"image {run_plan.image} (KAS_CONTAINER_IMAGE) is not in {kind}'s store",
@@ -304,6 +315,8 @@ def _plan_and_run(
             )
         print(f"kasctl: image {run_plan.image} is missing; building it now", file=sys.stderr)
         image.build(engine_cmd, run_plan.image)
+    elif req.build_system is BuildSystem.ISAR_ROOTLESS and not image.is_kasctls(labels):
+        raise image.foreign_image_error(run_plan.image, env)
     _remove_leftovers(run_plan, host, work_dir)
     started = time.time()
     status = engines.run(run_plan)
@@ -336,23 +349,21 @@ def _remove_leftovers(run_plan: RunPlan, host: HostFacts, work_dir: Path) -> Non
         )
 
 
-#: kas commands with a -c option: build's task, shell's command.
-TAKES_CMD = ("build", "shell")
-
-
 def _kas(given: cmdline.Parsed, opts: Options) -> int:
     """One of kas's commands: all share the same options and flow."""
     spec = COMMANDS[given.command]
-    cmd = given.options().get("cmd")
-    if cmd is not None and spec.name not in TAKES_CMD:
+    cmd = opts.cmd
+    if cmd is not None and spec.cmd is None:
+        takers = [c for c in COMMANDS.values() if c.cmd]
         raise UsageError(
-            f"-c/--cmd is kas's option of `build` (the bitbake task) and `shell` (a command "
-            f"to run), not of `{spec.name}`",
-            fix="`kasctl build -c TASK CONFIG`, or `kasctl shell -c CMD CONFIG`",
+            "-c/--cmd is kas's option of "
+            + " and ".join(f"`{c.name}` ({c.cmd})" for c in takers)
+            + f", not of `{spec.name}`",
+            fix=", or ".join(f"`kasctl {c.name} -c {c.cmd_value} CONFIG`" for c in takers),
         )
     if spec.cleans and given.after.get("dry_run") and not opts.as_json:
         # kas's meaning, as kas-container users know it: list what would go
-        return run_kas(given, spec, replace(opts, dry_run=False), cmd, clean_dry_run=True)
+        return run_kas(given, spec, opts.replaced(dry_run=False), cmd, clean_dry_run=True)
     return run_kas(given, spec, opts, cmd)
 
 
@@ -413,18 +424,27 @@ def _image_build(given: cmdline.Parsed, opts: Options) -> int:
     return 0
 
 
+def _completion(given: cmdline.Parsed, opts: Options) -> int:
+    """Print the completion script for the shell named (its choices checked by the parser)."""
+    from kasctl import completion  # only this command generates one
+
+    print(completion.script(given.args[0]), end="")
+    return 0
+
+
+#: kasctl's own commands (kasctl.spec's OWN ones), each carried out here.
+OWN_COMMANDS = {"doctor": _doctor, "image build": _image_build, "completion": _completion}
+
+
 def run(given: cmdline.Parsed) -> int:
     """Carry out a parsed command line; returns the exit status."""
-    values = given.options()
-    _setup_logging(values.get("log_level", "warning"))
-    if values.get("isar"):
-        log.warning("--isar is deprecated and means --isar-privileged")
-    opts = Options.given(values)
-    if given.command == "doctor":
-        return _doctor(given, opts)
-    if given.command == "image build":
-        return _image_build(given, opts)
-    return _kas(given, opts)
+    opts = Options.given(given.options())
+    _setup_logging("warning" if opts.log_level is None else opts.log_level)
+    for warning in given.warnings:
+        log.warning("%s", warning)
+    if COMMAND_BY_NAME[given.command].runs == KAS:
+        return _kas(given, opts)
+    return OWN_COMMANDS[given.command](given, opts)
 
 
 def main(argv: list[str] | None = None) -> None:

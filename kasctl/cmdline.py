@@ -1,8 +1,9 @@
-"""kasctl's command line: its own options, declared once, and everything else for kas.
+"""kasctl's command line: its own options (declared once, in kasctl.spec), the rest for kas.
 
     kasctl [OPTIONS] COMMAND [OPTIONS | KAS ARGS]... [-- BITBAKE ARGS]
     kasctl [OPTIONS] doctor [OPTIONS] [CONFIG]
     kasctl [OPTIONS] image build [OPTIONS]
+    kasctl [OPTIONS] completion { bash | zsh | fish }
 
 As with kas-container, kasctl's options may stand before the command (every
 option kas-container 5.5 takes there, with its meaning) or after it (after
@@ -26,171 +27,31 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from kasctl import __version__
-from kasctl.commands import COMMANDS, split_runtime_args
+from kasctl.commands import split_runtime_args
 from kasctl.errors import UsageError
-
-
-@dataclass(frozen=True)
-class Option:
-    """One of kasctl's own options; a flag unless it has a metavar (then it takes a value)."""
-
-    names: tuple[str, ...]
-    dest: str
-    help: str
-    metavar: str | None = None
-    #: What a flag stores.
-    const: Any = True
-    hidden: bool = False
-
-
-def _flag(*names: str, dest: str, help: str, const: Any = True, hidden: bool = False) -> Option:
-    return Option(names, dest, help, const=const, hidden=hidden)
-
-
-def _valued(*names: str, dest: str, metavar: str, help: str) -> Option:
-    return Option(names, dest, help, metavar=metavar)
-
-
-#: -l's values: kas's choices, which kas-container passes on (kas refuses any other).
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-ISAR_ROOTLESS = _flag(
-    "--isar-rootless", dest="isar_rootless", help="Isar without root (user namespaces)."
-)
-ISAR_PRIVILEGED = _flag(
-    "--isar-privileged", dest="isar_privileged", help="Isar with sudo in a privileged container."
-)
-ISAR = _flag("--isar", dest="isar", help="Deprecated: means --isar-privileged.", hidden=True)
-ENGINE = _valued(
-    "--engine",
-    dest="engine",
-    metavar="ENGINE",
-    help="docker or podman (default: KAS_CONTAINER_ENGINE, or detected).",
-)
-DRY_RUN = _flag(
-    "--dry-run", dest="dry_run", help="Print the exact engine command line; run nothing."
-)
-RUNTIME_ARGS = _valued(
-    "--runtime-args",
-    "--docker-args",
-    dest="runtime_args",
-    metavar="ARGS",
-    help="Extra engine run arguments (repeated: they add up).",
-)
-REPO_RW = _flag("--repo-rw", dest="repo_rw", help="Mount the config's repository writable.")
-REPO_RO = _flag(
-    "--repo-ro", dest="repo_rw", const=False, help="Mount the config's repository read-only."
-)
-NO_PROXY_FROM_ENV = _flag(
-    "--no-proxy-from-env", dest="no_proxy_from_env", help="Do not pass the host's proxy variables."
-)
-SSH_DIR = _valued(
-    "--ssh-dir", dest="ssh_dir", metavar="DIR", help="Share this ssh dir (read-only) as ~/.ssh."
-)
-SSH_AGENT = _flag(
-    "--ssh-agent", dest="ssh_agent", help="Share the ssh agent socket (SSH_AUTH_SOCK)."
-)
-AWS_DIR = _valued(
-    "--aws-dir", dest="aws_dir", metavar="DIR", help="Share this AWS config dir (read-only)."
-)
-GIT_CREDENTIAL_STORE = _valued(
-    "--git-credential-store",
-    dest="git_credential_store",
-    metavar="FILE",
-    help="Share this git credential store file.",
-)
-GIT_CREDENTIAL_SOCKET = _valued(
-    "--git-credential-socket",
-    dest="git_credential_socket",
-    metavar="SOCKET",
-    help="Share this git credential cache socket.",
-)
-LOG_LEVEL = _valued(
-    "-l",
-    "--log-level",
-    dest="log_level",
-    metavar="LEVEL",
-    help="kasctl's log level: " + ", ".join(LOG_LEVELS) + " (default: warning).",
-)
-VERSION = _flag("--version", dest="version", help="Show the version and exit.")
-HELP = _flag("-h", "--help", dest="help", help="Show this help and exit.")
-
-#: kas-container 5.5's options before the command (but --kvm), with kasctl's own.
-GLOBAL = (
-    ISAR_ROOTLESS,
-    ISAR_PRIVILEGED,
-    ISAR,
-    ENGINE,
-    DRY_RUN,
+from kasctl.spec import (
+    BEFORE,
+    COMMAND_BY_NAME,
+    COMMAND_TABLE,
+    COMMAND_WORDS,
+    GROUPS,
+    HELP,
+    KAS,
+    LOG_LEVELS,
+    OWN,
     RUNTIME_ARGS,
-    REPO_RW,
-    REPO_RO,
-    NO_PROXY_FROM_ENV,
-    SSH_DIR,
-    SSH_AGENT,
-    AWS_DIR,
-    GIT_CREDENTIAL_STORE,
-    GIT_CREDENTIAL_SOCKET,
-    LOG_LEVEL,
     VERSION,
-    HELP,
+    Command,
+    Option,
+    options_after,
 )
-KAS = (
-    ISAR_ROOTLESS,
-    ISAR_PRIVILEGED,
-    ISAR,
-    ENGINE,
-    DRY_RUN,
-    _flag("--explain", dest="explain", help="With --dry-run: print why each privilege is granted."),
-    _flag("--json", dest="as_json", help="With --dry-run: the RunPlan as JSON."),
-    RUNTIME_ARGS,
-    REPO_RW,
-    REPO_RO,
-    NO_PROXY_FROM_ENV,
-    SSH_DIR,
-    SSH_AGENT,
-    AWS_DIR,
-    GIT_CREDENTIAL_STORE,
-    GIT_CREDENTIAL_SOCKET,
-    LOG_LEVEL,
-    VERSION,
-    _valued(
-        "-c",
-        "--cmd",
-        "--command",
-        dest="cmd",
-        metavar="CMD",
-        help="build: the bitbake task to run; shell: run this command, not a shell.",
-    ),
-    HELP,
-)
-DOCTOR = (
-    ISAR_ROOTLESS,
-    ISAR_PRIVILEGED,
-    ENGINE,
-    _flag("--json", dest="as_json", help="The checks as JSON."),
-    HELP,
-)
-IMAGE_BUILD = (
-    ENGINE,
-    _flag(
-        "--bootstrap-base",
-        dest="bootstrap_base",
-        help="Make the base image with mmdebstrap, never pull.",
-    ),
-    HELP,
-)
+
+__all__ = ["LOG_LEVELS", "Parsed", "Shown", "command_help", "main_help", "parse", "usage_args"]
 
 SUMMARY = (
     "Run kas builds (OpenEmbedded, Isar privileged and rootless) in podman or docker, "
     "with the fewest privileges that work."
 )
-DOCTOR_SUMMARY = (
-    "Check this host for a build: one line per check, with the fix. Exit 0 when it can work. "
-    "CONFIG, if given, chooses the build system to check for."
-)
-IMAGE_SUMMARY = "Manage the kasctl build image."
-IMAGE_BUILD_SUMMARY = "Build the kasctl image (kas, Isar's host tools, kasctl's entrypoint)."
 
 
 class Shown(Exception):
@@ -206,7 +67,7 @@ class Shown(Exception):
 class Parsed:
     """A command line taken apart."""
 
-    #: A kas command's name, "doctor" or "image build".
+    #: The command's name in kasctl.spec: a kas command's, "doctor", "image build", ...
     command: str
     #: kasctl's options given before the command, and the command's own (which win).
     before: dict[str, Any] = field(default_factory=dict)
@@ -215,6 +76,8 @@ class Parsed:
     args: tuple[str, ...] = ()
     #: What follows the first `--` after the command, untouched.
     bitbake: tuple[str, ...] = ()
+    #: What the deprecated options used say.
+    warnings: tuple[str, ...] = ()
 
     def options(self) -> dict[str, Any]:
         merged = {**self.before, **self.after}
@@ -224,12 +87,14 @@ class Parsed:
         return merged
 
 
-def _store(values: dict[str, Any], option: Option, value: Any) -> None:
+def _store(values: dict[str, Any], option: Option, value: Any, warnings: list[str]) -> None:
     """Keep an option's value: the last one given wins, but --runtime-args add up."""
     if option is RUNTIME_ARGS:
         split_runtime_args(value)  # each value on its own: a quote never spans two of them
         if option.dest in values:
             value = f"{values[option.dest]} {value}"
+    if option.deprecated and option.deprecated not in warnings:
+        warnings.append(option.deprecated)
     values[option.dest] = value
 
 
@@ -263,11 +128,12 @@ def _match(
 def parse(argv: Sequence[str]) -> Parsed:
     """Take a command line apart; raise Shown for help and --version, UsageError for mistakes."""
     before: dict[str, Any] = {}
+    warnings: list[str] = []
     #: The last option before the command that took the next argument as its value.
     took: tuple[str, str, str] | None = None
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        found = _match(GLOBAL, argv, i)
+        found = _match(BEFORE, argv, i)
         if found is None:
             raise UsageError(
                 f"no such option: {argv[i]}",
@@ -280,27 +146,31 @@ def parse(argv: Sequence[str]) -> Parsed:
             raise Shown(main_help())
         if option is VERSION:
             raise Shown(f"kasctl {__version__}")
-        _store(before, option, value)
+        _store(before, option, value, warnings)
     if i == len(argv):
-        if took is not None and took[1] in (*COMMANDS, "doctor", "image"):
+        if took is not None and took[1] in COMMAND_WORDS:
             _value_missing(*took)
         raise Shown(main_help(), status=2)
     name, rest = argv[i], argv[i + 1 :]
-    if name == "image":
-        return _parse_image(before, rest)
-    if name == "doctor":
-        return _parse_strict("doctor", before, rest, DOCTOR, DOCTOR_SUMMARY, "[CONFIG]")
-    if name not in COMMANDS:
-        if took is not None and took[1] in (*COMMANDS, "doctor", "image"):
+    if name in GROUPS:
+        return _parse_group(name, before, rest, warnings)
+    command = COMMAND_BY_NAME.get(name)
+    if command is None:
+        if took is not None and took[1] in COMMAND_WORDS:
             _value_missing(*took)
         raise UsageError(f"no such command {name!r}{_did_you_mean(name)}", fix="see `kasctl -h`")
+    if command.runs == OWN:
+        return _parse_strict(command, before, rest, warnings)
+    options = options_after(name)
     after: dict[str, Any] = {}
     args: list[str] = []
+    bitbake: tuple[str, ...] = ()
     j = 0
     while j < len(rest):
         if rest[j] == "--":
-            return Parsed(name, before, after, tuple(args), tuple(rest[j + 1 :]))
-        found = _match(KAS, rest, j)
+            bitbake = tuple(rest[j + 1 :])
+            break
+        found = _match(options, rest, j)
         if found is None:
             args.append(rest[j])
             j += 1
@@ -310,8 +180,8 @@ def parse(argv: Sequence[str]) -> Parsed:
             raise Shown(command_help(name))
         if option is VERSION:
             raise Shown(f"kasctl {__version__}")
-        _store(after, option, value)
-    return Parsed(name, before, after, tuple(args))
+        _store(after, option, value, warnings)
+    return Parsed(name, before, after, tuple(args), bitbake, tuple(warnings))
 
 
 def _value_missing(name: str, value: str, metavar: str) -> NoReturn:
@@ -322,51 +192,69 @@ def _value_missing(name: str, value: str, metavar: str) -> NoReturn:
     )
 
 
-def _parse_image(before: dict[str, Any], rest: Sequence[str]) -> Parsed:
+def _subcommands(group: str) -> list[Command]:
+    return [c for c in COMMAND_TABLE if c.name.startswith(group + " ")]
+
+
+def _parse_group(
+    group: str, before: dict[str, Any], rest: Sequence[str], warnings: list[str]
+) -> Parsed:
     if not rest:
-        raise Shown(image_help(), status=2)
+        raise Shown(group_help(group), status=2)
     if rest[0] in HELP.names:
-        raise Shown(image_help())
-    if rest[0] != "build":
+        raise Shown(group_help(group))
+    command = COMMAND_BY_NAME.get(f"{group} {rest[0]}")
+    if command is None:
         raise UsageError(
-            f"no such command 'image {rest[0]}'", fix="the image command is `kasctl image build`"
+            f"no such command '{group} {rest[0]}'",
+            fix="the "
+            + group
+            + " command"
+            + (" is " if len(_subcommands(group)) == 1 else "s are ")
+            + ", ".join(f"`kasctl {c.name}`" for c in _subcommands(group)),
         )
-    return _parse_strict("image build", before, rest[1:], IMAGE_BUILD, IMAGE_BUILD_SUMMARY)
+    return _parse_strict(command, before, rest[1:], warnings)
 
 
 def _parse_strict(
-    name: str,
-    before: dict[str, Any],
-    rest: Sequence[str],
-    options: Sequence[Option],
-    summary: str,
-    positional: str = "",
+    command: Command, before: dict[str, Any], rest: Sequence[str], warnings: list[str]
 ) -> Parsed:
     """A command of kasctl's own: only its options, and at most one positional argument."""
+    name = command.name
+    options = options_after(name)
     after: dict[str, Any] = {}
     args: list[str] = []
     j = 0
     while j < len(rest):
         found = _match(options, rest, j)
-        if found is None and (rest[j].startswith("-") or not positional or args):
+        if found is None and (rest[j].startswith("-") or not command.args or args):
             raise UsageError(
                 f"kasctl {name} does not take {rest[j]!r}", fix=f"see `kasctl {name} -h`"
             )
         if found is None:
+            if command.choices and rest[j] not in command.choices:
+                raise UsageError(
+                    f"unknown {command.args.lower()} {rest[j]!r} for kasctl {name}",
+                    fix="use one of: " + ", ".join(command.choices),
+                )
             args.append(rest[j])
             j += 1
             continue
         option, value, j = found
         if option is HELP:
-            raise Shown(_help(f"kasctl {name} [OPTIONS] {positional}".rstrip(), summary, options))
-        after[option.dest] = value
-    return Parsed(name, before, after, tuple(args))
+            raise Shown(own_help(command))
+        _store(after, option, value, warnings)
+    if len(args) < command.required:
+        raise UsageError(
+            f"kasctl {name} needs {command.needs}", fix=f"kasctl {name} {command.example}"
+        )
+    return Parsed(name, before, after, tuple(args), warnings=tuple(warnings))
 
 
 def _did_you_mean(name: str) -> str:
     import difflib  # only on this error's path
 
-    close = difflib.get_close_matches(name, [*COMMANDS, "doctor", "image"], n=1)
+    close = difflib.get_close_matches(name, COMMAND_WORDS, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -375,41 +263,88 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
     return [f"  {left:<{width}}{right}" for left, right in rows]
 
 
-def _option_rows(options: Sequence[Option]) -> list[tuple[str, str]]:
+def _option_rows(options: Sequence[Option], command: str | None) -> list[tuple[str, str]]:
     return [
-        (", ".join(o.names) + (f" {o.metavar}" if o.metavar else ""), o.help)
+        (", ".join(o.names) + (f" {o.metavar}" if o.metavar else ""), o.help_for(command))
         for o in options
-        if not o.hidden
+        if o.help_for(command)
     ]
 
 
-def _help(usage: str, summary: str, options: Sequence[Option], extra: str = "") -> str:
+def _help(
+    usage: str,
+    summary: str,
+    options: Sequence[Option],
+    command: str | None,
+    extra: str = "",
+) -> str:
     import textwrap  # only when help is shown
 
     lines = [f"Usage: {usage}", ""]
     for paragraph in (summary, extra) if extra else (summary,):
         lines += [*textwrap.wrap(paragraph, 78, initial_indent="  ", subsequent_indent="  "), ""]
     lines.pop()
-    lines += ["", "Options:", *_table(_option_rows(options))]
+    lines += ["", "Options:", *_table(_option_rows(options, command))]
     return "\n".join(lines)
 
 
+def usage_args(command: Command) -> str:
+    """Its positional arguments as usage shows them: `{ bash | zsh | fish }` for choices."""
+    return "{ " + " | ".join(command.choices) + " }" if command.choices else command.args
+
+
+def usage_forms() -> list[str]:
+    """kas-container's usage forms (kas commands with the same arguments in one), kasctl's own."""
+    kas: dict[str, list[str]] = {}
+    for c in COMMAND_TABLE:
+        if c.runs == KAS:
+            kas.setdefault(c.args, []).append(c.name)
+    forms = [
+        " ".join(
+            ["kasctl [OPTIONS]", names[0] if len(names) == 1 else "{ " + " | ".join(names) + " }"]
+            + ["[KASOPTIONS]", args]
+        )
+        for args, names in kas.items()
+    ]
+    for c in COMMAND_TABLE:
+        if c.runs == OWN:
+            own = [o for o in options_after(c.name) if o is not HELP]
+            words = ["kasctl [OPTIONS]", c.name, "[OPTIONS]" if own else "", usage_args(c)]
+            forms.append(" ".join(w for w in words if w))
+    return forms
+
+
 def main_help() -> str:
-    commands = [(c.name, c.help) for c in COMMANDS.values()]
-    commands += [("doctor", DOCTOR_SUMMARY.split(". ")[0] + "."), ("image", IMAGE_SUMMARY)]
-    text = _help("kasctl [OPTIONS] COMMAND [ARGS]...", SUMMARY, GLOBAL)
+    commands: list[tuple[str, str]] = []
+    for c in COMMAND_TABLE:
+        word = c.name.split()[0]
+        if word in GROUPS:
+            if word not in (left for left, _ in commands):
+                commands.append((word, GROUPS[word]))
+        else:
+            # kasctl's own: the first sentence (doctor's help goes on)
+            commands.append((c.name, c.help if c.runs == KAS else c.help.split(". ")[0] + "."))
+    usage = "\n       ".join(["kasctl [OPTIONS] COMMAND [ARGS]...", *usage_forms()])
+    text = _help(usage, SUMMARY, BEFORE, None)
     return "\n".join([text, "", "Commands:", *_table(commands)])
 
 
 def command_help(name: str) -> str:
     return _help(
         f"kasctl {name} [OPTIONS] [KAS ARGS]... [-- BITBAKE ARGS]",
-        COMMANDS[name].help,
-        KAS,
+        COMMAND_BY_NAME[name].help,
+        options_after(name),
+        name,
         "Options not listed here go to kas, in the order given.",
     )
 
 
-def image_help() -> str:
-    text = _help("kasctl image COMMAND [OPTIONS]", IMAGE_SUMMARY, (HELP,))
-    return "\n".join([text, "", "Commands:", *_table([("build", IMAGE_BUILD_SUMMARY)])])
+def own_help(command: Command) -> str:
+    usage = f"kasctl {command.name} [OPTIONS] {usage_args(command)}".rstrip()
+    return _help(usage, command.help, options_after(command.name), command.name)
+
+
+def group_help(group: str) -> str:
+    text = _help(f"kasctl {group} COMMAND [OPTIONS]", GROUPS[group], (HELP,), None)
+    rows = [(c.name.split(" ", 1)[1], c.help) for c in _subcommands(group)]
+    return "\n".join([text, "", "Commands:", *_table(rows)])

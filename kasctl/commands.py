@@ -1,11 +1,12 @@
-"""kas's commands as kasctl passes them on: one table, one parser.
+"""kas's commands as kasctl passes them on: their arguments, taken apart.
 
-kasctl does not re-implement kas's options. It only needs to know, per
-command, which positional arguments are config files (their host paths are
-checked, mounted and rewritten to container paths), whether the command
-writes into the config's repository, and which kas options take a value (so
-that value is not mistaken for a config). Everything else goes to kas as
-given, in the order given; what follows `--` goes to bitbake.
+The commands themselves are declared in kasctl.spec. kasctl does not
+re-implement kas's options. It only needs to know, per command, which
+positional arguments are config files (their host paths are checked,
+mounted and rewritten to container paths), whether the command writes into
+the config's repository, and which kas options take a value (so that value
+is not mistaken for a config). Everything else goes to kas as given, in the
+order given; what follows `--` goes to bitbake.
 """
 
 from __future__ import annotations
@@ -14,41 +15,13 @@ import shlex
 from dataclasses import dataclass
 
 from kasctl.errors import UsageError
+from kasctl.spec import COMMAND_BY_NAME, KAS_COMMANDS, Command
+
+__all__ = ["COMMANDS", "Command", "KasArgs", "parse", "split_runtime_args"]
 
 
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    #: How many leading positional arguments are config files (diff: two).
-    configs: int = 1
-    #: The command writes into the config's repository (mounted read-write).
-    writes_repo: bool = False
-    #: A clean command: may run without a config, so the build system is passed.
-    cleans: bool = False
-    #: The positional argument is a Kconfig file, not a kas config (menu).
-    kconfig: bool = False
-
-
-COMMANDS = {
-    c.name: c
-    for c in (
-        Command("build", "Check out the repos and run bitbake. [CONFIG] [-- bitbake args]"),
-        Command("checkout", "Check out the repos and set up the build dir, without building."),
-        Command("dump", "Print the flattened config (--inplace rewrites it in the repo)."),
-        Command("lock", "Pin the repos' revisions in a lock file next to the config.",
-                writes_repo=True),
-        Command("shell", "Open a shell in the build environment (-c CMD runs one command).",
-                writes_repo=True),
-        Command("diff", "Compare two configs: CONFIG1 CONFIG2.", configs=2),
-        Command("for-all-repos", "Run a command in every repo: CONFIG COMMAND."),
-        Command("menu", "Configure the build from a Kconfig menu: [KCONFIG].", kconfig=True),
-        Command("clean", "Remove the build's tmp dirs (rootless: without sudo).", cleans=True),
-        Command("cleansstate", "clean, and empty the sstate cache.", cleans=True),
-        Command("cleanall", "cleansstate, and empty the downloads.", cleans=True),
-        Command("purge", "Remove everything kas manages for this config.", cleans=True),
-    )
-}  # fmt: skip
+#: kas's commands by name (their entries in kasctl.spec, the one table of commands).
+COMMANDS = {name: COMMAND_BY_NAME[name] for name in KAS_COMMANDS}
 
 #: kas options that take a value (the value is never a config).
 VALUE_OPTIONS = {"--format", "--indent", "--provenance", "--skip", "--target", "--task", "--sort"}
@@ -97,14 +70,10 @@ def parse(command: Command, args: list[str], bitbake: list[str] | None = None) -
             continue
         positions.append(index)
     wanted = positions[: command.configs]
-    if command.configs == 2 and len(wanted) != 2:
+    if len(positions) < command.required:
         raise UsageError(
-            f"kasctl {command.name} needs two configs", fix=f"kasctl {command.name} A.yml B.yml"
-        )
-    if command.name == "for-all-repos" and len(positions) < 2:
-        raise UsageError(
-            "kasctl for-all-repos needs a config and a command",
-            fix="kasctl for-all-repos kas.yml 'git status'",
+            f"kasctl {command.name} needs {command.needs}",
+            fix=f"kasctl {command.name} {command.example}",
         )
     return KasArgs(tuple(args), tuple(wanted), tuple(bitbake or ()))
 

@@ -49,8 +49,10 @@ def render(plan: RunPlan) -> list[str]:
     if plan.interactive:
         argv.append("-i")
     argv += list(plan.runtime_args)
+    if plan.entrypoint:  # after the runtime args: the engines take the last one given
+        argv.append(f"--entrypoint={plan.entrypoint[0]}")
     argv.append(plan.image)
-    argv += list(plan.command)
+    argv += [*plan.entrypoint[1:], *plan.command]
     return argv
 
 

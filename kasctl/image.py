@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kasctl import __version__
-from kasctl.errors import HostError
+from kasctl.errors import HostError, UsageError
 
 log = logging.getLogger("kasctl")
 
@@ -50,11 +51,71 @@ def default_image(env: Mapping[str, str]) -> str:
 Engine = Sequence[str]
 
 
-def image_exists(engine: Engine, image: str) -> bool:
+#: The label that makes an image kasctl's (the Dockerfile sets it; empty counts as absent).
+VERSION_LABEL = "io.kasctl.version"
+#: kasctl's entrypoint in its image, as the Dockerfile's ENTRYPOINT names it. isar-rootless
+#: starts it explicitly (`--entrypoint` takes the first word), so that an image derived
+#: from kasctl's cannot replace it, and with it the lock check, by an ENTRYPOINT of its own.
+ENTRYPOINT = ("/usr/bin/python3", "-I", "/usr/lib/kasctl/entrypoint.py")
+#: The variables that choose the image, as default_image() reads them.
+IMAGE_VARS = (
+    "KAS_CONTAINER_IMAGE_PATH",
+    "KAS_CONTAINER_IMAGE_NAME",
+    "KAS_IMAGE_VERSION",
+    "KAS_CONTAINER_IMAGE_DISTRO",
+)
+
+
+def image_labels(engine: Engine, image: str) -> dict[str, str] | None:
+    """The image's labels, or None when it is not in the engine's store: one `image inspect`."""
     out = subprocess.run(
-        [*engine, "image", "inspect", image], capture_output=True, text=True, check=False
+        [*engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    return out.returncode == 0
+    return parse_labels(out.stdout) if out.returncode == 0 else None
+
+
+def image_exists(engine: Engine, image: str) -> bool:
+    return image_labels(engine, image) is not None
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`{{json .Config.Labels}}` as both engines print it: an object, or null for none."""
+    try:
+        data = json.loads(text.strip() or "null")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def is_kasctls(labels: Mapping[str, str]) -> bool:
+    """Built from kasctl's Dockerfile, or derived from its image (labels are inherited)."""
+    return bool(labels.get(VERSION_LABEL, "").strip())
+
+
+def foreign_image_error(image: str, env: Mapping[str, str]) -> UsageError:
+    """isar-rootless in an image that is not kasctl's: refused before any container starts.
+
+    Its entrypoint would run instead of kasctl's, with whatever sudo and setuid
+    binaries the image has (kas's own leaves the builder a passwordless sudo).
+    """
+    if env.get("KAS_CONTAINER_IMAGE"):
+        chosen, unset = " (KAS_CONTAINER_IMAGE)", "leave KAS_CONTAINER_IMAGE unset"
+    else:
+        names = [v for v in IMAGE_VARS if env.get(v)]
+        chosen = f" ({', '.join(names)})" if names else ""
+        unset = f"unset {' and '.join(names)}" if names else "rebuild it with `kasctl image build`"
+    return UsageError(
+        f"image {image}{chosen} is not kasctl's (no {VERSION_LABEL} label): its entrypoint, "
+        "sudo and setuid binaries are not kasctl's, so sudo would be available to this "
+        "isar-rootless build",
+        fix=f"derive your image from kasctl's: `FROM {default_image({})}` plus your additions "
+        f"(`kasctl image build` makes it), or {unset}",
+    )
 
 
 def _data_dir() -> Path:

@@ -18,6 +18,7 @@ from kasctl.config import UNMOUNTABLE, BuildSystem, Config, Worktree
 from kasctl.credentials import Share
 from kasctl.errors import UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.image import ENTRYPOINT
 from kasctl.privileges import Grant, decide
 from kasctl.subids import (
     WORKING_RANGE,
@@ -106,6 +107,8 @@ class Request:
     #: the .git text that points there inside the container.
     worktree: Worktree | None = None
     worktree_gitfile: str | None = None
+    #: -l LEVEL: passed to kas before its command (`kas -l LEVEL build ...`), as kas-container.
+    kas_log_level: str | None = None
     #: --kvm: pass /dev/kvm and let builder open it.
     kvm: bool = False
 
@@ -134,6 +137,9 @@ class RunPlan:
     #: would otherwise also be stored by the engine for as long as it runs
     #: (docker's json-file, podman's k8s-file), as kas-container avoids too.
     log_driver: str = "none"
+    #: kasctl's entrypoint, started explicitly (isar-rootless: an image's own
+    #: ENTRYPOINT must not skip its lock check); `--entrypoint` takes the first word.
+    entrypoint: tuple[str, ...] = ()
     #: Problems that do not stop the run but will bite: shown once before it.
     warnings: tuple[str, ...] = ()
 
@@ -245,6 +251,8 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     env += dir_env
 
     command: list[str] = [req.command, *req.kas_args]
+    if req.kas_log_level is not None:  # kas takes -l only before its command
+        command[:0] = ["-l", req.kas_log_level]
     if req.cleans and req.build_system.is_isar:
         command.append(f"--{req.build_system.value}")
     workdir = WORK
@@ -302,6 +310,7 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
             + credentials.setting_warnings(req.env)
         ),
         runtime_args=req.runtime_args,
+        entrypoint=ENTRYPOINT if req.build_system is BuildSystem.ISAR_ROOTLESS else (),
     )
 
 

@@ -44,7 +44,10 @@ def test_dry_run_of_the_example_is_a_complete_command(mode: str) -> None:
         assert not any("unconfined" in a and "seccomp" in a for a in argv)
         assert f"--mount=type=bind,source={work},target=/work" in argv
         assert argv[-2:] == ["build", f"/repo/{EXAMPLE.name}"]
-        assert argv[-3].startswith("localhost/kasctl/kas-isar:")
+        # isar-rootless starts kasctl's entrypoint by name, whatever the image's ENTRYPOINT
+        assert argv[-4:-2] == ["-I", "/usr/lib/kasctl/entrypoint.py"]
+        assert argv[-5].startswith("localhost/kasctl/kas-isar:")
+        assert argv[-6] == "--entrypoint=/usr/bin/python3"
         # nothing ran: no build dir appeared
         assert not (work / "build").exists()
     finally:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kasctl import __version__, cmdline
+from kasctl import __version__, cmdline, spec
 from kasctl.commands import COMMANDS
 from kasctl.errors import UsageError
 
@@ -111,14 +111,15 @@ def test_help_lists_every_command_and_visible_option() -> None:
     main = cmdline.main_help()
     for name in [*COMMANDS, "doctor", "image"]:
         assert f"\n  {name} " in main
-    for options, text in [
-        (cmdline.GLOBAL, main),
-        (cmdline.KAS, cmdline.command_help("shell")),
+    for options, text, where in [
+        (spec.BEFORE, main, None),
+        (spec.options_after("shell"), cmdline.command_help("shell"), "shell"),
     ]:
         for option in options:
             for name in option.names:
                 shown = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
                 assert bool(shown) != option.hidden, name
+                assert bool(shown) == bool(option.help_for(where)), name
 
 
 def test_doctor() -> None:
@@ -135,7 +136,7 @@ def test_image_build() -> None:
     assert parsed.options() == {"engine": "docker", "bootstrap_base": True}
 
 
-OURS = {name for option in cmdline.KAS for name in option.names}
+OURS = {name for c in spec.KAS_COMMANDS for o in spec.options_after(c) for name in o.names}
 kas_token = st.text(min_size=1).filter(
     lambda t: t != "--" and not any(t == n or t.startswith(n) for n in OURS)
 )
@@ -166,12 +167,12 @@ def ci(line: str) -> list[str]:
 
 
 #: Every option kas-container 5.5 takes before the command (its `while` loop), with a
-#: value for those that take one; --kvm is left out (not kasctl's yet), and --version
-#: and -h/--help show something instead (below).
+#: value for those that take one; --version and -h/--help show something instead (below).
 KAS_CONTAINER_55 = {
     "--isar": None,
     "--isar-privileged": None,
     "--isar-rootless": None,
+    "--kvm": None,
     "--runtime-args": "--cpus 2",
     "--docker-args": "--cpus 2",
     "--ssh-dir": "/ci/ssh",
@@ -301,7 +302,7 @@ def test_help_before_the_command_stops_there_as_kas_container() -> None:
     assert "--git-credential-socket SOCKET" in shown.value.text
 
 
-VALUED_BEFORE = [name for option in cmdline.GLOBAL if option.metavar for name in option.names]
+VALUED_BEFORE = [name for option in spec.BEFORE if option.metavar for name in option.names]
 
 
 @pytest.mark.parametrize("name", VALUED_BEFORE)

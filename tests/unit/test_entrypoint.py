@@ -107,3 +107,70 @@ def test_any_path_reads_back_as_written(path: str) -> None:
         gitconfig = Path(tmp) / "gitconfig"
         ep.gitlab_safe_directories({"CI_PROJECT_DIR": path}, str(gitconfig))
         assert _safe_dirs(gitconfig) == [path]
+
+
+def _tree(root: Path, files: dict[str, int]) -> None:
+    """Files below root (an image's / in miniature), with the given modes."""
+    for path, mode in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("#!/bin/sh\n")
+        target.chmod(mode)
+
+
+LOCKED = {
+    "/usr/bin/newuidmap": 0o4755,
+    "/usr/bin/newgidmap": 0o4755,
+    "/usr/bin/sudo": 0o755,  # the blocker
+    "/usr/bin/su": 0o755,
+    "/usr/lib/kasctl/sudo.real": 0o755,
+    "/usr/lib/openssh/ssh-keysign": 0o755,
+}
+
+
+def test_kasctls_locked_image_passes_the_lock_check(tmp_path: Path) -> None:
+    _tree(tmp_path, LOCKED)
+    (tmp_path / "usr/lib/kasctl/setid-stripped").write_text(
+        "/usr/bin/su\n/usr/lib/openssh/ssh-keysign\n/usr/bin/gone\n"
+    )
+    (tmp_path / "etc/sudoers.d").mkdir(parents=True)
+    rule = tmp_path / "etc/sudoers.d/kasctl-builder"
+    rule.write_text("builder ALL=(ALL) NOPASSWD: ALL\n")
+    ep.check_locked(str(tmp_path))
+    assert not rule.exists(), "a privileged run's sudoers rule is removed"
+
+
+def test_the_lock_check_names_every_setid_binary_and_the_fix(tmp_path: Path) -> None:
+    """What an image derived from kasctl's that gives the builder sudo back looks like."""
+    _tree(
+        tmp_path,
+        {
+            **LOCKED,
+            "/usr/bin/sudo": 0o4755,  # sudo.real restored, setuid
+            "/usr/bin/chage": 0o2755,  # setgid counts too
+            "/usr/lib/openssh/ssh-keysign": 0o4755,  # only found through the stripped list
+            "/usr/local/bin/helper": 0o4755,
+            "/usr/lib/deep/elsewhere": 0o4755,  # not looked for: see SETID_DIRS
+        },
+    )
+    (tmp_path / "usr/lib/kasctl/setid-stripped").write_text("/usr/lib/openssh/ssh-keysign\n")
+    with pytest.raises(KasctlError) as caught:
+        ep.check_locked(str(tmp_path))
+    assert caught.value.message == (
+        "this image is not locked for isar-rootless: setuid/setgid /usr/bin/chage, "
+        "/usr/bin/sudo, /usr/lib/openssh/ssh-keysign, /usr/local/bin/helper "
+        "(/usr/bin/sudo: a real sudo, the build could become root)"
+    )
+    assert caught.value.fix == (
+        "keep kasctl's lock in your image: derive it with "
+        f"`FROM localhost/kasctl/kas-isar:{ep.__version__}` and neither restore sudo nor set "
+        "setuid/setgid bits (`chmod ug-s` those files in its Dockerfile), "
+        "or build with --isar-privileged"
+    )
+
+
+def test_newuidmap_and_newgidmap_are_the_only_setuid_binaries_allowed(tmp_path: Path) -> None:
+    _tree(tmp_path, {**LOCKED, "/usr/sbin/unix_chkpwd": 0o2755})
+    assert ep.setid_binaries(str(tmp_path)) == ["/usr/sbin/unix_chkpwd"]
+    (tmp_path / "usr/sbin/unix_chkpwd").chmod(0o755)
+    assert ep.setid_binaries(str(tmp_path)) == []

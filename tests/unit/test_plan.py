@@ -9,6 +9,7 @@ container's environment. render() must put all of it on the command line.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from kasctl.config import BuildSystem, Config, ConfigFile
 from kasctl.engines import render
 from kasctl.errors import HostError, UsageError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.image import ENTRYPOINT
 from kasctl.plan import Mount, Request, RunPlan, plan
 from kasctl.subids import Range
 
@@ -500,7 +502,17 @@ def test_render_holds_the_whole_plan(mode: EngineMode, build_system: BuildSystem
         assert grant.flag in argv
     assert env_pairs(argv) == [f"{k}={v}" for k, v in p.env]
     assert "-e" not in argv[argv.index(p.image) :]
-    assert argv[-len(p.command) - 1 :] == [p.image, *p.command]
+    tail = [p.image, *p.entrypoint[1:], *p.command]
+    assert argv[-len(tail) :] == tail
+    # isar-rootless names kasctl's entrypoint, last before the image (after the runtime args)
+    forced = [a for a in argv if a.startswith("--entrypoint")]
+    if build_system is BuildSystem.ISAR_ROOTLESS:
+        assert forced == ["--entrypoint=/usr/bin/python3"]
+        assert argv[argv.index(p.image) - 1] == forced[0]
+        assert p.entrypoint[1:] == ("-I", "/usr/lib/kasctl/entrypoint.py")
+    else:
+        assert forced == []
+        assert p.entrypoint == ()
     assert argv.index("--network=host") < argv.index(p.image)
     assert "--workdir=/repo" in argv
     assert "-t" not in argv
@@ -587,3 +599,16 @@ def test_worktree_gets_its_common_dir_and_a_rewritten_dot_git(tmp_path: Path) ->
     targets = {m.target: (m.source, m.readonly) for m in p.mounts}
     assert targets["/repo-common"] == (str(main / ".git"), True)
     assert targets["/repo/.git"] == ("/tmp/x/dotgit", True)
+
+
+def test_isar_rootless_starts_the_entrypoint_the_image_names() -> None:
+    """The forced entrypoint is exactly the Dockerfile's ENTRYPOINT, split for --entrypoint."""
+    dockerfile = Path(__file__).resolve().parent.parent.parent / "Dockerfile"
+    lines = [line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT")]
+    assert len(lines) == 1
+    assert tuple(json.loads(lines[0].removeprefix("ENTRYPOINT"))) == ENTRYPOINT
+    p = make_plan(RP, IR, runtime_args=("--entrypoint=/bin/sh",))
+    argv = render(p)
+    # the user's --runtime-args come first, so kasctl's --entrypoint is the one the engine takes
+    assert argv.index("--entrypoint=/bin/sh") < argv.index(f"--entrypoint={ENTRYPOINT[0]}")
+    assert argv[argv.index(p.image) :] == [p.image, *ENTRYPOINT[1:], *p.command]

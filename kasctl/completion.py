@@ -1,0 +1,423 @@
+"""`kasctl completion bash|zsh|fish`: shell completion scripts, generated from kasctl.spec.
+
+Every command (kas's and kasctl's own), every option where it is accepted
+(before the command; after each command, the ones that command takes), the
+values known for an option (--engine's engines, -l's levels), directories
+for DIR options, files for FILE and SOCKET options, kas config files
+(*.yml, *.yaml, *.json) for a config argument and the shells for
+`completion`: all of it comes from the table, so a new option or command is
+completed without touching this module.
+
+Each script finds the command the same way: the first word that is neither
+an option nor the value of one taken before the command (a group such as
+`image` with the word after it); after `--`, the words are bitbake's and
+nothing is offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kasctl.errors import UsageError
+from kasctl.spec import (
+    BEFORE,
+    COMMAND_TABLE,
+    COMMAND_WORDS,
+    CONFIGS,
+    DIRS,
+    FILES,
+    GROUPS,
+    Command,
+    Option,
+    options_after,
+)
+
+SHELLS = ("bash", "zsh", "fish")
+#: Option values by metavar, where the value names a path.
+PATH_METAVARS = {"DIR": DIRS, "FILE": FILES, "SOCKET": FILES}
+CONFIG_SUFFIXES = ("yml", "yaml", "json")
+
+
+def script(shell: str) -> str:
+    """The completion script for `shell` (bash, zsh or fish)."""
+    if shell == "bash":
+        return bash()
+    if shell == "zsh":
+        return zsh()
+    if shell == "fish":
+        return fish()
+    raise UsageError(f"unknown shell {shell!r}", fix="use one of: " + ", ".join(SHELLS))
+
+
+# --------------------------------------------------------------------------
+# What completes where, read from the table
+# --------------------------------------------------------------------------
+
+
+def shown(options: Iterable[Option], command: str | None) -> list[Option]:
+    """The options offered there (None: before the command): those with help there."""
+    return [o for o in options if o.help_for(command)]
+
+
+def value_kind(option: Option) -> str | tuple[str, ...] | None:
+    """What an option's value completes to: its values, DIRS, FILES, "" (free), None (a flag)."""
+    if option.metavar is None:
+        return None
+    if option.values:
+        return option.values
+    return PATH_METAVARS.get(option.metavar, "")
+
+
+def arg_kind(command: Command) -> str | tuple[str, ...]:
+    """What the command's positional arguments complete to: its choices, or a kind."""
+    return command.choices or command.arg_kind
+
+
+def word_help(word: str) -> str:
+    """The help of a command word: a group's own, else the command's first sentence."""
+    if word in GROUPS:
+        return GROUPS[word]
+    command = next(c for c in COMMAND_TABLE if c.name == word)
+    first = command.help.split(". ")[0].rstrip(".")
+    return first + "."
+
+
+def subcommands(group: str) -> list[Command]:
+    return [c for c in COMMAND_TABLE if c.name.startswith(group + " ")]
+
+
+def valued_before() -> list[str]:
+    """The names of the options before the command that take the next word as their value."""
+    return [n for o in BEFORE if o.metavar for n in o.names]
+
+
+# --------------------------------------------------------------------------
+# bash
+# --------------------------------------------------------------------------
+
+
+def _bash_value(option: Option) -> str:
+    kind = value_kind(option)
+    if isinstance(kind, tuple):
+        return f'COMPREPLY=($(compgen -W "{" ".join(kind)}" -- "$cur"))'
+    if kind in (DIRS, FILES):
+        return f'_kasctl_paths {kind} "$cur"'
+    return ":"  # free text: nothing to offer
+
+
+def _bash_args(command: Command) -> str:
+    kind = arg_kind(command)
+    if isinstance(kind, tuple):
+        return f'COMPREPLY=($(compgen -W "{" ".join(kind)}" -- "$cur"))'
+    if kind in (CONFIGS, FILES, DIRS):
+        return f'_kasctl_paths {kind} "$cur"'
+    return ":"
+
+
+def bash() -> str:
+    valued = [o for o in {id(o): o for o in BEFORE + _all_after()}.values() if o.metavar]
+    value_cases = "\n".join(
+        f"        {'|'.join(o.names)}) {_bash_value(o)}; return 0 ;;" for o in valued
+    )
+    groups = " ".join(GROUPS)
+    before = " ".join(n for o in shown(BEFORE, None) for n in o.names)
+    words = " ".join(COMMAND_WORDS)
+    cases = []
+    for group in GROUPS:
+        subs = " ".join(c.name.split(" ", 1)[1] for c in subcommands(group))
+        cases.append(f'        {group}) COMPREPLY=($(compgen -W "{subs}" -- "$cur")) ;;')
+    for c in COMMAND_TABLE:
+        opts = " ".join(n for o in shown(options_after(c.name), c.name) for n in o.names)
+        cases.append(
+            f'        "{c.name}")\n'
+            f'            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "{opts}" -- "$cur"))\n'
+            f"            else {_bash_args(c)}; fi ;;"
+        )
+    body = "\n".join(cases)
+    suffixes = "; ".join(f"compgen -f -X '!*.{s}' -- \"$2\"" for s in CONFIG_SUFFIXES)
+    return f"""# kasctl completion for bash, generated by `kasctl completion bash`.
+# Enable it with:  source <(kasctl completion bash)
+
+_kasctl_paths() {{
+    # $1: configs (kas config files, and directories to reach them), files or dirs
+    local IFS=$'\\n'
+    compopt -o filenames 2>/dev/null
+    case $1 in
+        dirs) COMPREPLY=($(compgen -d -- "$2")) ;;
+        files) COMPREPLY=($(compgen -f -- "$2")) ;;
+        configs) COMPREPLY=($(compgen -d -- "$2"; {suffixes})) ;;
+    esac
+}}
+
+_kasctl() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev="" cmd="" word i=1
+    COMPREPLY=()
+    (( COMP_CWORD > 0 )) && prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    if [[ $cur == = ]]; then cur=""  # --option=<TAB>
+    elif [[ $prev == = ]] && (( COMP_CWORD > 1 )); then prev=${{COMP_WORDS[COMP_CWORD-2]}}
+    fi
+    # the command: the first word that is no option nor the value of one before it
+    while (( i < COMP_CWORD )); do
+        word=${{COMP_WORDS[i]}}
+        if [[ -z $cmd ]]; then
+            case $word in
+                {"|".join(valued_before())})
+                    [[ ${{COMP_WORDS[i+1]}} == = ]] && (( i++ ))
+                    (( i++ )) ;;
+                -*) ;;
+                *) cmd=$word ;;
+            esac
+        elif [[ " {groups} " == *" $cmd "* ]]; then
+            [[ $word == -* ]] || cmd="$cmd $word"
+        elif [[ $word == -- ]]; then
+            return 0  # bitbake's arguments
+        fi
+        (( i++ ))
+    done
+    case $prev in
+{value_cases}
+    esac
+    case $cmd in
+        "")
+            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "{before}" -- "$cur"))
+            else COMPREPLY=($(compgen -W "{words}" -- "$cur")); fi ;;
+{body}
+    esac
+    return 0
+}}
+
+complete -F _kasctl kasctl
+"""
+
+
+def _all_after() -> tuple[Option, ...]:
+    return tuple(o for c in COMMAND_TABLE for o in options_after(c.name))
+
+
+# --------------------------------------------------------------------------
+# zsh
+# --------------------------------------------------------------------------
+
+
+def _zq(text: str) -> str:
+    """Single-quoted for zsh."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _zsh_action(kind: str | tuple[str, ...]) -> str:
+    if isinstance(kind, tuple):
+        return "(" + " ".join(kind) + ")"
+    return {CONFIGS: "_kasctl_configs", FILES: "_files", DIRS: "_files -/"}.get(kind, " ")
+
+
+def _zsh_specs(options: Iterable[Option], command: str | None) -> list[str]:
+    specs = []
+    for o in shown(options, command):
+        text = o.help_for(command).replace("[", "(").replace("]", ")").replace(":", ";")
+        kind = value_kind(o)
+        repeat = "*" if o.dest == "runtime_args" else ""
+        for name in o.names:
+            if kind is None:
+                specs.append(_zq(f"{repeat}{name}[{text}]"))
+                continue
+            form = "+" if len(name) == 2 else "="
+            specs.append(_zq(f"{repeat}{name}{form}[{text}]:{o.metavar}:{_zsh_action(kind)}"))
+    return specs
+
+
+def _zsh_command(c: Command) -> list[str]:
+    specs = _zsh_specs(options_after(c.name), c.name)
+    kind = arg_kind(c)
+    if isinstance(kind, tuple):
+        specs.append(_zq(f"1:{c.args.lower()}:{_zsh_action(kind)}"))
+    elif kind in (CONFIGS, FILES, DIRS):
+        specs.append(_zq(f"*:{kind}:{_zsh_action(kind)}"))
+    return specs
+
+
+def _zsh_describe(tag: str, rows: Iterable[tuple[str, str]]) -> str:
+    items = " ".join(_zq(f"{name}:{text}") for name, text in rows)
+    return f"local -a items=({items}); _describe -t {tag} {_zq(tag)} items && ret=0"
+
+
+def zsh() -> str:
+    join = " \\\n        "
+    top = join.join(_zsh_specs(BEFORE, None))
+    cases = []
+    for c in COMMAND_TABLE:
+        if " " in c.name:
+            continue
+        cases.append(f"        {c.name}) _arguments {' '.join(_zsh_command(c))} && ret=0 ;;")
+    for group in GROUPS:
+        subs = subcommands(group)
+        sub_cases = "\n".join(
+            f"                {c.name.split(' ', 1)[1]}) "
+            f"_arguments {' '.join(_zsh_command(c))} && ret=0 ;;"
+            for c in subs
+        )
+        rows = [(c.name.split(" ", 1)[1], c.help) for c in subs]
+        cases.append(
+            f"        {group})\n"
+            f"            if (( CURRENT == 2 )); then {_zsh_describe('subcommands', rows)}\n"
+            f"            else\n"
+            f"                shift words; (( CURRENT-- ))\n"
+            f"                case $words[1] in\n{sub_cases}\n                esac\n"
+            f"            fi ;;"
+        )
+    body = "\n".join(cases)
+    describe = _zsh_describe("commands", [(w, word_help(w)) for w in COMMAND_WORDS])
+    globs = "|".join(CONFIG_SUFFIXES)
+    return f"""#compdef kasctl
+# kasctl completion for zsh, generated by `kasctl completion zsh`.
+# Enable it (after compinit) with:  source <(kasctl completion zsh)
+# or install it as a function:      kasctl completion zsh > "${{fpath[1]}}/_kasctl"
+
+_kasctl_configs() {{
+    # kas config files, and directories to reach them; never a fallback to all files
+    local ret=1
+    _path_files -g '*.({globs})(-.)' && ret=0
+    _path_files -/ && ret=0
+    return ret
+}}
+
+_kasctl() {{
+    local curcontext=$curcontext state state_descr line ret=1
+    typeset -A opt_args
+    _arguments -C \\
+        {top} \\
+        '1:command:->command' \\
+        '*::argument:->argument' && ret=0
+    case $state in
+    command)
+        {describe} ;;
+    argument)
+        (( ${{words[(I)--]}} && ${{words[(I)--]}} < CURRENT )) && return 0  # bitbake's
+        curcontext=${{curcontext%:*:*}}:kasctl-$words[1]:
+        case $words[1] in
+{body}
+        esac ;;
+    esac
+    return ret
+}}
+
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+    _kasctl "$@"
+else
+    compdef _kasctl kasctl
+fi
+"""
+
+
+# --------------------------------------------------------------------------
+# fish
+# --------------------------------------------------------------------------
+
+
+def _fq(text: str) -> str:
+    """Single-quoted for fish."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _fish_option(o: Option, command: str | None, condition: str) -> str:
+    words = [f"complete -c kasctl -n {_fq(condition)}"]
+    for name in o.names:
+        words.append(f"-l {name[2:]}" if name.startswith("--") else f"-s {name[1:]}")
+    kind = value_kind(o)
+    if isinstance(kind, tuple):
+        words.append(f"-x -a {_fq(' '.join(kind))}")
+    elif kind == DIRS:
+        words.append("-x -a '(__fish_complete_directories)'")
+    elif kind == FILES:
+        words.append("-r -F")
+    elif kind is not None:
+        words.append("-x")
+    words.append(f"-d {_fq(o.help_for(command))}")
+    return " ".join(words)
+
+
+def _fish_args(c: Command, condition: str) -> str | None:
+    kind = arg_kind(c)
+    head = f"complete -c kasctl -n {_fq(condition)}"
+    if isinstance(kind, tuple):
+        return f"{head} -a {_fq(' '.join(kind))}"
+    if kind == CONFIGS:
+        return f"{head} -a '(__kasctl_configs)'"
+    if kind == FILES:
+        return f"{head} -F"
+    if kind == DIRS:
+        return f"{head} -a '(__fish_complete_directories)'"
+    return None
+
+
+def fish() -> str:
+    lines = ["complete -c kasctl -f"]
+    top = "__kasctl_is ''"
+    lines += [_fish_option(o, None, top) for o in shown(BEFORE, None)]
+    lines += [
+        f"complete -c kasctl -n {_fq(top)} -a {w} -d {_fq(word_help(w))}" for w in COMMAND_WORDS
+    ]
+    for group in GROUPS:
+        cond = f"__kasctl_is {group}"
+        for c in subcommands(group):
+            sub = c.name.split(" ", 1)[1]
+            lines.append(f"complete -c kasctl -n {_fq(cond)} -a {sub} -d {_fq(c.help)}")
+    for c in COMMAND_TABLE:
+        cond = f"__kasctl_is {_fq(c.name)}"
+        lines += [_fish_option(o, c.name, cond) for o in shown(options_after(c.name), c.name)]
+        args = _fish_args(c, cond)
+        if args:
+            lines.append(args)
+    completions = "\n".join(lines)
+    groups = " ".join(GROUPS)
+    suffixes = "|".join(CONFIG_SUFFIXES)
+    return f"""# kasctl completion for fish, generated by `kasctl completion fish`.
+# Enable it with:  kasctl completion fish > ~/.config/fish/completions/kasctl.fish
+
+function __kasctl_command --description 'kasctl: the command on the line so far'
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l cmd ''
+    set -l skip 0
+    for t in $tokens
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        if test -z "$cmd"
+            switch $t
+                case {" ".join(valued_before())}
+                    set skip 1
+                case '-*'
+                case '*'
+                    set cmd $t
+            end
+        else if contains -- $cmd {groups}
+            if not string match -q -- '-*' $t
+                set cmd "$cmd $t"
+            end
+        else if test "$t" = --
+            printf '%s\n' --
+            return
+        end
+    end
+    printf '%s\n' $cmd
+end
+
+function __kasctl_is --description 'kasctl: is the command on the line this one'
+    set -l cmd (__kasctl_command)
+    test "$cmd" = "$argv[1]"
+end
+
+function __kasctl_configs --description 'kasctl: kas config files and directories'
+    set -l token (commandline -ct)
+    for f in "$token"*
+        if test -d $f
+            printf '%s/\\n' $f
+        else if string match -qr -- '\\.({suffixes})$' $f
+            printf '%s\\n' $f
+        end
+    end
+end
+
+{completions}
+"""
