@@ -303,7 +303,6 @@ def _plan_and_run(
                 for grant in run_plan.grants:
                     print(f"# {grant.flag}: {grant.reason}")
         return 0
-    _prepare_dirs(env)
     log.debug("running: %s", engines.show(argv))
     engine_cmd = [*run_plan.executor, run_plan.binary]
     labels = image.image_labels(engine_cmd, run_plan.image)
@@ -317,6 +316,7 @@ def _plan_and_run(
         image.build(engine_cmd, run_plan.image)
     elif req.build_system is BuildSystem.ISAR_ROOTLESS and not image.is_kasctls(labels):
         raise image.foreign_image_error(run_plan.image, env)
+    _prepare_dirs(env)  # only now: a refused run leaves nothing behind
     _remove_leftovers(run_plan, host, work_dir)
     started = time.time()
     status = engines.run(run_plan)
