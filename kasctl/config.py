@@ -556,6 +556,7 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
     merged = check_includes(files, repo)
     if build_system_override is not None:
         build_system = build_system_override
+        _warn_if_kas_disagrees(build_system_override, merged)
     else:
         build_system = resolve_build_system(merged, files[-1])
     files = tuple(ConfigFile(path=f.path.resolve(), data=f.data, lines=f.lines) for f in files)
@@ -597,6 +598,38 @@ def _own_merge(f: ConfigFile) -> Merged:
     if "build_system" not in f.data:
         return Merged()
     return Merged((f, f"{f.path}:{f.lines.get(('build_system',), 1)}"))
+
+
+_KAS_NAMES = {"oe": "openembedded", "isar": "isar-privileged"}
+
+
+def _warn_if_kas_disagrees(override: BuildSystem, merged: Merged) -> None:
+    """--isar-rootless/--isar-privileged set the container up; kas still builds the config's.
+
+    As with kas-container, the option does not reach kas's choice: a config
+    that says otherwise is built the config's way, in a container set up for
+    the option's (isar-privileged in a rootless container meets the sudo
+    blocker). Said once, where the config is known to disagree.
+    """
+    if merged.decider is None:
+        if merged.after:
+            return  # a remote include may well agree; resolve_build_system's case
+        value, where = "openembedded", "kas's default: no file sets build_system"
+    else:
+        f, where = merged.decider
+        raw = str(f.data["build_system"])
+        value = _KAS_NAMES.get(raw, raw)
+    if value == override.value:
+        return
+    log.warning(
+        "--%s sets the container up for %s, but kas builds what the config says: "
+        "%s (%s); set `build_system: %s` in the config so that both agree",
+        override.value,
+        override.value,
+        value,
+        where,
+        override.value,
+    )
 
 
 def resolve_build_system(merged: Merged, top: ConfigFile) -> BuildSystem:

@@ -221,7 +221,9 @@ def test_the_command_line_beats_every_file(
     listed = kas(tmp_path, "more.yml", "{repo: isar, file: kas/isar.yaml}")
     assert load(str(top), build_system_override=flag).build_system is flag
     assert load(f"{top}:{listed}", build_system_override=flag).build_system is flag
-    assert warnings(caplog) == []
+    # the flag sets the container up; kas inside still builds the file's choice: said
+    said = warnings(caplog)
+    assert len(said) == 2 and all("sets the container up" in w for w in said)
 
 
 def test_an_edited_include_is_noticed_on_the_next_run(tmp_path: Path) -> None:
@@ -243,3 +245,18 @@ def test_the_shipped_isar_example_is_rootless_without_a_warning(
     cfg = load(str(EXAMPLES / "isar-rootless-qemuamd64.yml"))
     assert cfg.build_system is BuildSystem.ISAR_ROOTLESS
     assert warnings(caplog) == []
+
+
+def test_an_option_that_disagrees_with_the_config_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kas-container's --isar-* set the container up; kas builds the config's build_system."""
+    top = tmp_path / "kas.yml"
+    top.write_text("header:\n  version: 14\nbuild_system: isar-privileged\n")
+    cfg = load(str(top), BuildSystem.ISAR_ROOTLESS)
+    assert cfg.build_system is BuildSystem.ISAR_ROOTLESS
+    assert "--isar-rootless sets the container up" in caplog.text
+    assert "isar-privileged" in caplog.text and f"{top}:3" in caplog.text
+    caplog.clear()
+    load(str(top), BuildSystem.ISAR_PRIVILEGED)
+    assert caplog.text == ""
