@@ -41,6 +41,10 @@ def render(plan: RunPlan) -> list[str]:
     argv += [f"--label={k}={v}" for k, v in plan.labels]
     argv += [g.flag for g in plan.grants]
     argv += [_mount(m, kind) for m in plan.mounts]
+    if kind == "podman":
+        # podman copies the proxy variables of its own environment into every
+        # container unless told not to; the container's environment is the plan's
+        argv.append("--http-proxy=false")
     for key, value in plan.env:
         argv += ["-e", f"{key}={value}"]
     argv.append(f"--workdir={plan.workdir}")
