@@ -1,10 +1,19 @@
-"""Every flag kasctl grants is needed: drop one and the stand-in build fails.
+"""Every flag kasctl grants is needed: drop one and the stand-in build fails, for its reason.
 
 Each case takes the exact engine command kasctl would run (`--dry-run
---json`), removes one flag, runs it as the same user, and expects the
-stand-in (or the entrypoint, or the engine) to fail where that flag matters.
-A second test checks that this table covers every flag kasctl grants in
-every cell, so a new flag cannot arrive without its drop-one case.
+--json`), removes one flag, runs it as the same user, and expects the error
+the kernel or the tool gives where that flag matters (newuidmap's EPERM,
+"Mount too revealing", bubblewrap's pivot_root refusal, ...), not only the
+name of a step, which a failure for another reason (a network error, say)
+would print too. Next to them, a control runs each cell's full command and
+must succeed. A further test checks that the table covers every flag kasctl
+grants in every cell, so a new flag cannot arrive without its drop-one case.
+Where a grant has two halves (the rootless-docker profile: pivot_root and
+sethostname; the rootfs's own proc mount next to unshare's --mount-proc;
+the executor that reaches the rootful engine), each half is shown alone.
+AppArmor's grants (apparmor=unconfined, apparmor=rootlesskit) cannot be
+shown here: these machines have no AppArmor; unit tests cover when they are
+granted.
 """
 
 from __future__ import annotations
@@ -26,27 +35,32 @@ SECCOMP = "--security-opt=seccomp=/usr/share/containers/seccomp.json"
 #: kept in the user's cache: matched by its name, not its full path.
 UTS_SECCOMP = "--security-opt=seccomp=*/podman-uts-*.json"
 OE, PRIV, ROOTLESS = "openembedded", "isar-privileged", "isar-rootless"
-NO_PROC = "unshare: mount /proc failed"
-NO_NEST = "cannot create the builder's user namespace"
-NO_LOOP = "isar-standin: FAILED: sudo mount -o loop"
+#: The kernel's and the tools' own words for each missing privilege.
+NO_PROC = "unshare: mount /proc failed: Operation not permitted"
+ROOTFS_PROC = "rootfs/proc: fsmount() failed: VFS: Mount too revealing"
+NO_NEST = "cannot create the builder's user namespace (Operation not permitted)"
+NO_UID_MAP = "newuidmap: write to uid_map failed: Operation not permitted"
+NO_PIVOT_ROOT = "bwrap: pivot_root: Operation not permitted"
+NO_LOOP = "failed to setup loop device"
+NOT_THE_OWNER = "Permission denied: '/work/build'"
 HOST_LACKS_CAPS = bool(missing_capabilities(Path("/proc/self/status").read_text()))
 
 #: (engine mode, build system, flag) -> what the output says without that flag.
 DROP_ONE = {
-    ("rootless-podman", OE, "--userns=keep-id"): "Permission denied: '/work/build'",
+    ("rootless-podman", OE, "--userns=keep-id"): NOT_THE_OWNER,
     ("rootless-podman", OE, "--user=root"): "the entrypoint must start as root",
     ("rootless-docker", OE, SECCOMP): NO_NEST,
     ("rootless-podman", PRIV, "--privileged"): NO_LOOP,
     ("rootful-podman", PRIV, "--privileged"): NO_LOOP,
-    ("rootless-podman", ROOTLESS, "--userns=keep-id"): "Permission denied: '/work/build'",
+    ("rootless-podman", ROOTLESS, "--userns=keep-id"): NOT_THE_OWNER,
     ("rootless-podman", ROOTLESS, "--user=root"): "the entrypoint must start as root",
-    ("rootless-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("rootless-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): NO_UID_MAP,
     ("rootless-podman", ROOTLESS, "--security-opt=unmask=ALL"): NO_PROC,
-    ("rootful-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("rootful-podman", ROOTLESS, "--cap-add=SYS_ADMIN"): NO_UID_MAP,
     ("rootful-podman", ROOTLESS, "--security-opt=unmask=ALL"): NO_PROC,
-    ("system-docker", ROOTLESS, "--cap-add=SYS_ADMIN"): "isar-standin: FAILED: mmdebstrap",
+    ("system-docker", ROOTLESS, "--cap-add=SYS_ADMIN"): NO_UID_MAP,
     ("system-docker", ROOTLESS, "--security-opt=systempaths=unconfined"): NO_PROC,
-    ("system-docker", ROOTLESS, SECCOMP): "isar-standin: FAILED: bubblewrap",
+    ("system-docker", ROOTLESS, SECCOMP): NO_PIVOT_ROOT,
     ("rootless-docker", ROOTLESS, "--security-opt=systempaths=unconfined"): NO_PROC,
     ("rootless-docker", ROOTLESS, UTS_SECCOMP): NO_NEST,
 }
@@ -126,3 +140,84 @@ def test_rootless_docker_package_build_needs_the_uts_rule(project_factory: list[
     out = result.stdout + result.stderr
     assert "hostname: you must be root to change the host name" in out
     assert "isar-standin: FAILED: sbuild --chroot-mode=unshare" in out
+
+
+DONE = {
+    OE: "oe-standin: done",
+    PRIV: "isar-standin: done (privileged)",
+    ROOTLESS: "isar-standin: done (rootless)",
+}
+
+
+@pytest.mark.parametrize(("mode", "build_system"), CELLS)
+def test_control_the_full_command_builds(
+    mode: str, build_system: str, project_factory: list[Project]
+) -> None:
+    """The command the drop-one cases start from succeeds as it is."""
+    argv, _, project = _planned(mode, build_system, project_factory)
+
+    result = make_runner(mode).run(argv, cwd=project.work)
+
+    assert result.returncode == 0
+    assert DONE[build_system] in result.stdout + result.stderr
+
+
+PROC_FLAG = {
+    "rootless-podman": "--security-opt=unmask=ALL",
+    "rootful-podman": "--security-opt=unmask=ALL",
+    "system-docker": "--security-opt=systempaths=unconfined",
+    "rootless-docker": "--security-opt=systempaths=unconfined",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PROC_FLAG))
+def test_the_rootfs_proc_mount_needs_the_unmasked_proc_too(
+    mode: str, project_factory: list[Project]
+) -> None:
+    """Without unshare's --mount-proc, Isar's own proc mount into the rootfs is refused."""
+    argv, _, project = _planned(
+        mode, ROOTLESS, project_factory, extra_conf='STANDIN_NO_MOUNT_PROC = "1"'
+    )
+    runner = make_runner(mode)
+    control = runner.run(argv, cwd=project.work)
+    assert control.returncode == 0, "the build without --mount-proc works with the flag"
+
+    argv.remove(PROC_FLAG[mode])
+    result = runner.run(argv, cwd=project.work)
+
+    assert result.returncode != 0
+    assert ROOTFS_PROC in result.stdout + result.stderr
+
+
+def test_rootless_docker_profile_pivot_root_half(
+    project_factory: list[Project], tmp_path: Path
+) -> None:
+    """kasctl's rootless-docker profile with only pivot_root refused: bubblewrap fails."""
+    argv, _, project = _planned("rootless-docker", ROOTLESS, project_factory)
+    (derived,) = [a for a in argv if _key(a) == UTS_SECCOMP]
+    profile = json.loads(Path(derived.split("=", 2)[2]).read_text())
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n != "pivot_root"]
+    profile["syscalls"].append({"names": ["pivot_root"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    without = project.work / "no-pivot-root.json"
+    without.write_text(json.dumps(profile))
+    without.chmod(0o644)
+    argv[argv.index(derived)] = f"--security-opt=seccomp={without}"
+
+    result = make_runner("rootless-docker").run(argv, cwd=project.work)
+
+    assert result.returncode != 0
+    assert NO_PIVOT_ROOT in result.stdout + result.stderr
+
+
+def test_the_privileged_executor_is_needed(project_factory: list[Project]) -> None:
+    """isar-privileged on rootless podman: without `sudo --preserve-env` the container is
+    the user's rootless one, where the builder does not even own the work dir (and no loop
+    device could be set up)."""
+    argv, _, project = _planned("rootless-podman", PRIV, project_factory)
+    assert argv[:2] == ["sudo", "--preserve-env"]
+
+    result = make_runner("rootless-podman").run(argv[2:], cwd=project.work)
+
+    assert result.returncode != 0
+    assert NOT_THE_OWNER in result.stdout + result.stderr
