@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that decide (see tests/MUTATION.md), by hand.
+#
+#   bash tests/mutation/run.sh                      # every module in [tool.mutmut] only_mutate
+#   bash tests/mutation/run.sh 'kasctl.privileges*' # one module (mutmut's name patterns)
+#   bash tests/mutation/run.sh 'container.entrypoint*' 'kasctl.subids*'
+#
+# mutmut 3 runs in a venv of its own ($MUTMUT_VENV, made here if missing), never in
+# the project's. It works on a copy of the tree in $MUTMUT_WORKDIR, so its mutants/
+# never lands in the checkout; that copy's mutants/ is kept, so a rerun only tests
+# what changed. One worker by default ($MUTMUT_CHILDREN): the machine is shared.
+# At the end it prints, per module, mutants / killed / survived and the kill rate,
+# then every surviving mutant's name (`mutmut show NAME` in $MUTMUT_WORKDIR shows it).
+set -euo pipefail
+
+# Mutated code runs in-process in the unit tests, the entrypoint's included,
+# which as root could change the host (a mutant once chowned /usr/bin/newuidmap).
+if [ "$(id -u)" = 0 ] && [ "${KASCTL_MUTMUT_AS_ROOT:-}" != yes ]; then
+    echo "run.sh: run mutation tests as a normal user (KASCTL_MUTMUT_AS_ROOT=yes to insist)" >&2
+    exit 2
+fi
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+venv=${MUTMUT_VENV:-/opt/mutmut-venv}
+work=${MUTMUT_WORKDIR:-${TMPDIR:-/tmp}/kasctl-mutmut}
+children=${MUTMUT_CHILDREN:-1}
+
+if [ ! -x "$venv/bin/mutmut" ]; then
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'mutmut>=3.8,<4' pytest hypothesis pyyaml jsonschema
+fi
+
+# a fresh copy of the checkout (tracked and new files), keeping the old mutants/
+mkdir -p "$work"
+find "$work" -mindepth 1 -maxdepth 1 ! -name mutants -exec rm -rf {} +
+(cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) \
+    | tar -xf - -C "$work"
+cd "$work"
+# The unit tests load container/entrypoint.py from its path under names of their own;
+# mutmut activates a mutant only in the module named as it names it (container.entrypoint),
+# so in this copy (never in the checkout) they load it under that name.
+sed -i -E 's/spec_from_file_location\("kasctl_entrypoint[a-z_]*", ENTRYPOINT\)/spec_from_file_location("container.entrypoint", ENTRYPOINT)/' \
+    tests/unit/*.py
+# tests that start a python of their own (python -c 'import kasctl...') get the mutated
+# copy, and tests/mutation/boot.py lets such a child find mutmut's config
+export KASCTL_MUTMUT_ROOT="$work/mutants" KASCTL_MUTMUT_BOOT="$work/tests/mutation/boot.py"
+export PYTHONPATH="$work/mutants${PYTHONPATH:+:$PYTHONPATH}"
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo 'import os; b = os.environ.get("KASCTL_MUTMUT_BOOT"); b and exec(open(b).read())' \
+    >"$site/kasctl_mutmut_boot.pth"
+
+start=$(date +%s)
+status=0
+"$venv/bin/mutmut" run --max-children "$children" "$@" || status=$?
+echo "wall time: $(($(date +%s) - start)) s (mutmut run --max-children $children $*)"
+
+"$venv/bin/mutmut" results --all true >results.txt || true
+"$venv/bin/python" - "$@" <<'EOF'
+import fnmatch
+import re
+import sys
+from collections import Counter
+
+patterns = sys.argv[1:] or ["*"]
+counts: dict[str, Counter[str]] = {}
+survivors = []
+for line in open("results.txt"):
+    m = re.match(r"\s*(\S+)__mutmut_\d+: (.+)$", line)
+    if not m:
+        continue
+    name = line.strip().split(": ")[0]
+    if not any(fnmatch.fnmatch(name, p) for p in patterns):
+        continue
+    module = m.group(1).split(".x_")[0].split(".xǁ")[0]
+    status = m.group(2).strip()
+    counts.setdefault(module, Counter())[status] += 1
+    if status == "survived":
+        survivors.append(name)
+total = Counter()
+print(f"{'module':28} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'kill rate':>9}")
+for module, c in sorted(counts.items()):
+    total += c
+    n = sum(c.values())
+    other = n - c["killed"] - c["survived"]
+    tested = c["killed"] + c["survived"]
+    rate = f"{100 * c['killed'] / tested:.1f}%" if tested else "-"
+    print(f"{module:28} {n:8} {c['killed']:7} {c['survived']:9} {other:6} {rate:>9}")
+n = sum(total.values())
+tested = total["killed"] + total["survived"]
+rate = f"{100 * total['killed'] / tested:.1f}%" if tested else "-"
+other = n - total["killed"] - total["survived"]
+print(f"{'total':28} {n:8} {total['killed']:7} {total['survived']:9} {other:6} {rate:>9}")
+others = {k: v for k, v in total.items() if k not in ("killed", "survived")}
+if others:
+    print("other outcomes:", dict(others))
+if survivors:
+    print("\nsurvived:")
+    print("\n".join(f"  {s}" for s in survivors))
+EOF
+exit "$status"
