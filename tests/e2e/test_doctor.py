@@ -20,6 +20,8 @@ import pytest
 
 from .harness import IN_CI, Runner, engine_modes, kasctl_bin, make_project, make_runner, remove_tree
 
+pytestmark = pytest.mark.e2e
+
 MODES = ["rootless-podman", "rootful-podman", "system-docker", "rootless-docker"]
 
 

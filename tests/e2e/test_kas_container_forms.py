@@ -10,6 +10,7 @@ with kas-container.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -50,14 +51,15 @@ def test_isar_rootless_before_the_command_builds_rootless(project_factory: list[
     assert "isar-standin: done (rootless)" in out
 
 
+@pytest.mark.parametrize("option", ["--isar-privileged", "--isar"])
 def test_isar_privileged_before_the_command_builds_privileged(
-    project_factory: list[Project],
+    option: str, project_factory: list[Project]
 ) -> None:
     runner = make_runner("rootful-podman")
     project = make_project(runner, build_system="isar")
     project_factory.append(project)
 
-    out = _run(runner, project, "--isar", "build", project.config)
+    out = _run(runner, project, option, "build", project.config)
 
     assert "isar-standin: done (privileged)" in out
 
@@ -202,3 +204,27 @@ def test_an_included_build_system_plans_the_rootless_cell(project_factory: list[
     out = _run(runner, project, "build", project.config)
 
     assert "isar-standin: done (rootless)" in out
+
+
+def test_git_credential_socket_before_the_command(project_factory: list[Project]) -> None:
+    """A git credential-cache daemon's socket: shared, and git is told to ask it."""
+    runner = make_runner(MODE)
+    project = make_project(runner)
+    project_factory.append(project)
+    sock = project.work / "cache-socket"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    _own(sock, runner)
+    try:
+        out = _run(
+            runner, project,
+            "--git-credential-socket", str(sock),
+            "shell", project.config, "-c",
+            'git config --get credential.helper; test -S "${HOME}/.git-credential-cache/socket" '
+            "|| test -S /var/kas/userdata/.git-credential-cache/socket && echo socket-there",
+        )  # fmt: skip
+    finally:
+        server.close()
+
+    assert "cache --socket=" in out
+    assert "socket-there" in out

@@ -23,6 +23,8 @@ from kasctl import __version__
 
 from .harness import IMAGE_WORKDIR, Project, Runner, make_project, make_runner, remove_tree
 
+pytestmark = pytest.mark.e2e
+
 PAUSE_MARK = Path("build") / IMAGE_WORKDIR / "paused"
 DONE_MARK = Path("build/tmp/deploy/isar-standin-paused.done")
 
