@@ -10,31 +10,16 @@ gets its sudo back, and only that one.
 from __future__ import annotations
 
 import builtins
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from kasctl.errors import KasctlError
 from kasctl.subids import Extent
+from tests.unit.test_entrypoint import ep  # the one loaded copy of container/entrypoint.py
 
-ENTRYPOINT = Path(__file__).resolve().parent.parent.parent / "container" / "entrypoint.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kasctl_entrypoint_mutants", ENTRYPOINT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ep = _load()
 #: A rootful engine's container: every id maps onto the same host id.
 IDENTITY = {"uid": (Extent(0, 0, 4294967295),), "gid": (Extent(0, 0, 4294967295),)}
 

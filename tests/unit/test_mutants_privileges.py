@@ -16,15 +16,8 @@ from kasctl.config import BuildSystem
 from kasctl.errors import HostError
 from kasctl.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
 from kasctl.privileges import Privileges, decide
+from tests.unit.test_privileges import HOST  # the same host facts
 
-HOST = HostFacts(
-    uid=1001,
-    gid=1001,
-    user="kasci",
-    home="/home/kasci",
-    podman_seccomp_profile="/usr/share/containers/seccomp.json",
-    uts_seccomp_profile="/home/kasci/.cache/kasctl/seccomp/podman-uts-0.json",
-)
 IR, IP, OE = BuildSystem.ISAR_ROOTLESS, BuildSystem.ISAR_PRIVILEGED, BuildSystem.OPENEMBEDDED
 DOCKERS = [EngineMode.SYSTEM_DOCKER, EngineMode.ROOTLESS_DOCKER]
 UBUNTU = replace(HOST, apparmor_restricts_userns=True, apparmor_rootlesskit_profile=True)
