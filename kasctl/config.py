@@ -43,21 +43,28 @@ class BuildSystem(enum.Enum):
     ISAR_ROOTLESS = "isar-rootless"
 
     @classmethod
-    def parse(cls, text: str, where: str) -> BuildSystem:
+    def named(cls, text: str) -> BuildSystem | None:
+        """What kas takes a build_system value to mean (None: not one of its names)."""
         match text:
             case "openembedded" | "oe":
                 return cls.OPENEMBEDDED
-            case "isar":
-                log.warning(
-                    "%s: build_system 'isar' is deprecated and means isar-privileged; "
-                    "write isar-privileged or isar-rootless",
-                    where,
-                )
-                return cls.ISAR_PRIVILEGED
-            case "isar-privileged":
+            case "isar" | "isar-privileged":
                 return cls.ISAR_PRIVILEGED
             case "isar-rootless":
                 return cls.ISAR_ROOTLESS
+        return None
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> BuildSystem:
+        found = cls.named(text)
+        if text == "isar":
+            log.warning(
+                "%s: build_system 'isar' is deprecated and means isar-privileged; "
+                "write isar-privileged or isar-rootless",
+                where,
+            )
+        if found is not None:
+            return found
         raise ConfigError(
             f"unknown build_system {text!r}",
             where=where,
@@ -600,9 +607,6 @@ def _own_merge(f: ConfigFile) -> Merged:
     return Merged((f, f"{f.path}:{f.lines.get(('build_system',), 1)}"))
 
 
-_KAS_NAMES = {"oe": "openembedded", "isar": "isar-privileged"}
-
-
 def _warn_if_kas_disagrees(override: BuildSystem, merged: Merged) -> None:
     """--isar-rootless/--isar-privileged set the container up; kas still builds the config's.
 
@@ -618,7 +622,8 @@ def _warn_if_kas_disagrees(override: BuildSystem, merged: Merged) -> None:
     else:
         f, where = merged.decider
         raw = str(f.data["build_system"])
-        value = _KAS_NAMES.get(raw, raw)
+        named = BuildSystem.named(raw)
+        value = named.value if named else raw
     if value == override.value:
         return
     log.warning(
