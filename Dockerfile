@@ -49,7 +49,9 @@ RUN useradd --create-home --home-dir /builder --shell /bin/bash builder \
 # bit but newuidmap/newgidmap. Only isar-privileged runs (which are
 # --privileged anyway) get the real sudo back, from the entrypoint.
 COPY container/sudo-blocked /usr/lib/kasctl/sudo-blocked
-COPY container/entrypoint.py /usr/lib/kasctl/entrypoint.py
+# the entrypoint is the installed kasctl.inside.entrypoint itself (one copy in the image)
+RUN ln -s "$(python3 -I -c 'import kasctl.inside.entrypoint as m; print(m.__file__)')" \
+        /usr/lib/kasctl/entrypoint.py
 # Isar's rootfs_cmd against bubblewrap 0.12: see the file for what it changes
 # and when it can go. kas runs bitbake with PATH=/usr/sbin:/usr/bin:/sbin:/bin,
 # so the wrapper takes bwrap's own place; dpkg-divert keeps the real one.

@@ -12,8 +12,8 @@ the user inside `unshare --map-auto --map-root-user`, exactly where a build
 would have made such a tree, and the tree is synced to disk before timing.
 Then, alternating the order every repetition, it times:
 
-  a  kasctl: `unshare --map-auto --map-root-user PYTHON -I -m kasctl.clean
-     clean BUILD` (kasctl.clean.namespaced_argv): one namespace, one process;
+  a  kasctl: `unshare --map-auto --map-root-user PYTHON -I -m kasctl.inside.clean
+     clean BUILD` (kasctl.inside.clean.namespaced_argv): one namespace, one process;
   b  kas 5.5: `find BUILD/tmp ( ! -user UID -type d -prune ) -exec unshare
      --map-auto --map-root-user --keep-caps rm -rf {} ;` then `rm -rf
      BUILD/tmp`: one namespace per sub-id-owned directory;
@@ -89,10 +89,10 @@ def run(argv: list[str], cwd: Path) -> float:
 
 
 def find_python(user: pwd.struct_passwd, wanted: str | None) -> str:
-    """An interpreter the user can run that imports THIS checkout's kasctl.clean under -I."""
+    """An interpreter the user can run that imports THIS checkout's kasctl.inside.clean under -I."""
     candidates = [wanted] if wanted else [sys.executable, "/opt/kasctl-dev/bin/python"]
     mine = str(REPO / "kasctl" / "clean.py")
-    code = "import os, kasctl.clean as c; print(os.path.realpath(c.__file__))"
+    code = "import os, kasctl.inside.clean as c; print(os.path.realpath(c.__file__))"
     for python in filter(None, candidates):
         probe = subprocess.run(
             as_user(user, [python, "-I", "-c", code]), capture_output=True, text=True, check=False
@@ -123,7 +123,7 @@ def main() -> int:
     if os.geteuid() != 0:
         raise BenchError("run it as root: it switches to --user with runuser")
     sys.path.insert(0, str(REPO))
-    from kasctl.clean import namespaced_argv
+    from kasctl.inside.clean import namespaced_argv
 
     user = pwd.getpwnam(args.user)
     python = find_python(user, args.python)

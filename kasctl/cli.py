@@ -16,24 +16,19 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from kasctl import (
-    clean,
-    cmdline,
-    commands,
-    config,
-    credentials,
-    detect,
-    doctor,
-    engines,
-    image,
-    orphans,
-)
-from kasctl.commands import COMMANDS, Command
+from kasctl import config
 from kasctl.config import BuildSystem, Config
-from kasctl.credentials import CredentialOptions
+from kasctl.decide import credentials
+from kasctl.decide.credentials import CredentialOptions
+from kasctl.decide.plan import REPO, REPO2, Request, RunPlan, plan, worktree_gitfile_text
+from kasctl.engine import engines, image, orphans
 from kasctl.errors import KasctlError, UsageError
-from kasctl.facts import EngineFacts, HostFacts
-from kasctl.plan import REPO, REPO2, Request, RunPlan, plan, worktree_gitfile_text
+from kasctl.host import detect
+from kasctl.host.facts import EngineFacts, HostFacts
+from kasctl.input import cmdline, commands
+from kasctl.input.commands import COMMANDS, Command
+from kasctl.inside import clean
+from kasctl.report import doctor
 from kasctl.spec import COMMAND_BY_NAME, DEFAULTS, KAS
 
 log = logging.getLogger("kasctl")
@@ -321,7 +316,7 @@ def _plan_and_run(
     started = time.time()
     status = engines.run(run_plan)
     if status != 0 and spec.name == "build":
-        from kasctl import failures  # only a failed build reads its logs
+        from kasctl.report import failures  # only a failed build reads its logs
 
         build_dir = Path(env.get("KAS_BUILD_DIR") or work_dir / "build")
         failures.report(build_dir, run_plan.mounts, started)
@@ -426,7 +421,7 @@ def _image_build(given: cmdline.Parsed, opts: Options) -> int:
 
 def _completion(given: cmdline.Parsed, opts: Options) -> int:
     """Print the completion script for the shell named (its choices checked by the parser)."""
-    from kasctl import completion  # only this command generates one
+    from kasctl.input import completion  # only this command generates one
 
     print(completion.script(given.args[0]), end="")
     return 0

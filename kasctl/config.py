@@ -3,7 +3,7 @@
 Every file named on the command line is parsed with PyYAML and validated
 against schema/kas-config.schema.json; an error names the file, the key path
 and the line, so a broken config costs a second, not a container start.
-A file found valid is remembered (kasctl.cache) by a digest of its bytes,
+A file found valid is remembered (kasctl.host.cache) by a digest of its bytes,
 the schema and this module, so an unchanged file costs neither PyYAML nor
 jsonschema on the next run.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from kasctl import __version__
-from kasctl import cache as result_cache
 from kasctl.errors import ConfigError
+from kasctl.host import cache as result_cache
 
 log = logging.getLogger("kasctl")
 

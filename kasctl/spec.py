@@ -1,9 +1,9 @@
 """kasctl's commands and options, each declared once: the table everything reads.
 
 One `Command` per command (kas's and kasctl's own) and one `Option` per
-option. The parser and the help (kasctl.cmdline), the dispatch
-(kasctl.cli), kas's arguments (kasctl.commands), the rootless cleaner
-(kasctl.clean), the shell completion (kasctl.completion) and the image's
+option. The parser and the help (kasctl.input.cmdline), the dispatch
+(kasctl.cli), kas's arguments (kasctl.input.commands), the rootless cleaner
+(kasctl.inside.clean), the shell completion (kasctl.input.completion) and the image's
 entrypoint all read these entries; nothing else declares a command or an
 option (tests/unit/test_spec.py checks that).
 
@@ -91,7 +91,7 @@ class Command:
         self.writes_repo = writes_repo
         #: A clean command: may run without a config, so the build system is passed.
         self.cleans = cleans
-        #: In isar-rootless, kasctl's own cleaner (kasctl.clean) does it, not kas.
+        #: In isar-rootless, kasctl's own cleaner (kasctl.inside.clean) does it, not kas.
         self.cleaner = cleaner
         #: The positional argument is a Kconfig file, not a kas config (menu).
         self.kconfig = kconfig
@@ -264,7 +264,7 @@ RUNTIME_ARGS = Option(
     metavar="ARGS",
     help="Extra engine run arguments (repeated: they add up).",
 )
-#: Neither given: the command decides (kasctl.commands.KasArgs.writes_repo).
+#: Neither given: the command decides (kasctl.input.commands.KasArgs.writes_repo).
 REPO_RW = Option(
     "--repo-rw", dest="repo_rw", default=None, help="Mount the config's repository writable."
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.detect import missing_capabilities
+from kasctl.host.detect import missing_capabilities
 
 from .harness import Project, make_project, make_runner, owners
 

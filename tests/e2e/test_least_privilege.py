@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.detect import missing_capabilities
+from kasctl.host.detect import missing_capabilities
 
 from .harness import Project, make_project, make_runner
 
 pytestmark = pytest.mark.e2e
 
 SECCOMP = "--security-opt=seccomp=/usr/share/containers/seccomp.json"
-#: kasctl's derived profile (podman's + sethostname/setdomainname, kasctl.seccomp),
+#: kasctl's derived profile (podman's + sethostname/setdomainname, kasctl.host.seccomp),
 #: kept in the user's cache: matched by its name, not its full path.
 UTS_SECCOMP = "--security-opt=seccomp=*/podman-uts-*.json"
 OE, PRIV, ROOTLESS = "openembedded", "isar-privileged", "isar-rootless"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.image import default_image
+from kasctl.engine.image import default_image
 
 from .harness import (
     IMAGE_WORKDIR,

@@ -2,7 +2,7 @@
 there execs it when KASCTL_MUTMUT_BOOT names it); never imported by the project.
 
 A test that starts a Python of its own (``python -c 'from kasctl import config'``,
-``python container/entrypoint.py``) runs mutmut's trampolines in that child too.
+``python kasctl/inside/entrypoint.py``) runs mutmut's trampolines in that child too.
 In mutmut's first pass (``MUTANT_UNDER_TEST=stats``) they read mutmut's config
 from the child's working directory, which is a test's tmp dir: read it here once,
 from the mutated tree, so such a child runs as it would without mutmut.

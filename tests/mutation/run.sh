@@ -2,8 +2,8 @@
 # Mutation testing of the modules that decide (see tests/MUTATION.md), by hand.
 #
 #   bash tests/mutation/run.sh                      # every module in [tool.mutmut] only_mutate
-#   bash tests/mutation/run.sh 'kasctl.privileges*' # one module (mutmut's name patterns)
-#   bash tests/mutation/run.sh 'container.entrypoint*' 'kasctl.subids*'
+#   bash tests/mutation/run.sh 'kasctl.decide.privileges*' # one module (mutmut's name patterns)
+#   bash tests/mutation/run.sh 'kasctl.inside.entrypoint*' 'kasctl.inside.subids*'
 #
 # mutmut 3 runs in a venv of its own ($MUTMUT_VENV, made here if missing), never in
 # the project's. It works on a copy of the tree in $MUTMUT_WORKDIR, so its mutants/
@@ -36,11 +36,6 @@ find "$work" -mindepth 1 -maxdepth 1 ! -name mutants -exec rm -rf {} +
 (cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) \
     | tar -xf - -C "$work"
 cd "$work"
-# The unit tests load container/entrypoint.py from its path under names of their own;
-# mutmut activates a mutant only in the module named as it names it (container.entrypoint),
-# so in this copy (never in the checkout) they load it under that name.
-sed -i -E 's/spec_from_file_location\("kasctl_entrypoint[a-z_]*", ENTRYPOINT\)/spec_from_file_location("container.entrypoint", ENTRYPOINT)/' \
-    tests/unit/*.py
 # tests that start a python of their own (python -c 'import kasctl...') get the mutated
 # copy, and tests/mutation/boot.py lets such a child find mutmut's config
 export KASCTL_MUTMUT_ROOT="$work/mutants" KASCTL_MUTMUT_BOOT="$work/tests/mutation/boot.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import cache
+from kasctl.host import cache
 
 VALUE = {"header": {"version": 14}, "repos": {"meta": None}, "n": [1, 2.5, True]}
 

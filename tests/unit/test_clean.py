@@ -1,4 +1,4 @@
-"""kasctl.clean: rootless clean on real trees, hostile ones included.
+"""kasctl.inside.clean: rootless clean on real trees, hostile ones included.
 
 Nothing is mocked: every test builds real files, links and (as root) real
 mounts in a tmp dir and runs the real removal. The tests that need root
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import clean
 from kasctl.errors import HostError, UsageError
+from kasctl.inside import clean
 
 IN_CI = os.environ.get("CI") == "true"
 USER = os.environ.get("KASCTL_TEST_USER", "kasci")
@@ -135,7 +135,7 @@ def test_namespaced_argv_is_one_unshare_for_the_whole_job() -> None:
         "/usr/bin/python3",
         "-I",
         "-m",
-        "kasctl.clean",
+        "kasctl.inside.clean",
         "--dry-run",
         "clean",
         "/work/build",
@@ -467,9 +467,11 @@ def _subid_user() -> pwd.struct_passwd:
     probe = _as_user(user, ["unshare", "--map-auto", "--map-root-user", "true"], "/tmp")
     if probe.returncode != 0:
         _unavailable(f"{USER} cannot enter a sub-id namespace: {probe.stderr.strip()}")
-    probe = _as_user(user, [sys.executable, "-I", "-c", "import kasctl.clean"], "/tmp")
+    probe = _as_user(user, [sys.executable, "-I", "-c", "import kasctl.inside.clean"], "/tmp")
     if probe.returncode != 0:
-        _unavailable(f"{USER} cannot import kasctl.clean with {sys.executable}: {probe.stderr}")
+        _unavailable(
+            f"{USER} cannot import kasctl.inside.clean with {sys.executable}: {probe.stderr}"
+        )
     return user
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import __version__, cmdline, commands
+from kasctl import __version__
 from kasctl import cli as kasctl_cli
-from kasctl.commands import Command
 from kasctl.config import BuildSystem
-from kasctl.credentials import CredentialOptions
+from kasctl.decide.credentials import CredentialOptions
 from kasctl.errors import UsageError
+from kasctl.input import cmdline, commands
+from kasctl.input.commands import Command
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kasctl import __version__, cmdline, spec
-from kasctl.commands import COMMANDS
+from kasctl import __version__, spec
 from kasctl.errors import UsageError
+from kasctl.input import cmdline
+from kasctl.input.commands import COMMANDS
 
 
 def test_options_before_and_after_the_command() -> None:

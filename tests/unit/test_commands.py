@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kasctl.commands import COMMANDS, parse
 from kasctl.errors import UsageError
+from kasctl.input.commands import COMMANDS, parse
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from kasctl import cli as kasctl_cli
-from kasctl import cmdline, completion
 from kasctl.errors import UsageError
+from kasctl.input import cmdline, completion
 from kasctl.spec import BEFORE, COMMAND_TABLE, COMMAND_WORDS, GROUPS, Option, options_after
 
 SHELLS = completion.SHELLS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.credentials import (
+from kasctl.decide.credentials import (
     AGENT_SOCKET,
     CACHE_SOCKET,
     CREDENTIAL_STORE,

@@ -15,7 +15,10 @@ import pytest
 
 from kasctl import __version__
 from kasctl.config import BuildSystem
-from kasctl.doctor import (
+from kasctl.errors import HostError
+from kasctl.host.facts import EngineMode, HostFacts
+from kasctl.inside.subids import parse_subid_file
+from kasctl.report.doctor import (
     Check,
     EngineProbe,
     Helper,
@@ -26,9 +29,6 @@ from kasctl.doctor import (
     system_facts,
     to_json,
 )
-from kasctl.errors import HostError
-from kasctl.facts import EngineMode, HostFacts
-from kasctl.subids import parse_subid_file
 
 HOST = HostFacts(uid=1001, gid=1001, user="kasci", home="/home/kasci")
 GOOD_HELPER = Helper("/usr/bin/newuidmap", setuid_root=True)

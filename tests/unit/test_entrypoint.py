@@ -3,33 +3,18 @@ the git safe.directory it writes for a GitLab job (read back by the real git).""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kasctl.errors import KasctlError
+from kasctl.inside import entrypoint as ep
 
-ENTRYPOINT = Path(__file__).resolve().parent.parent.parent / "container" / "entrypoint.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kasctl_entrypoint", ENTRYPOINT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ep = _load()
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 

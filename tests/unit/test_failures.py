@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from kasctl import cli as kasctl_cli
-from kasctl import doctor, engines, failures, image
-from kasctl.commands import COMMANDS
 from kasctl.config import BuildSystem
-from kasctl.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.failures import FailedTask, analyse, report, summarize
-from kasctl.plan import Mount, Request
+from kasctl.decide.plan import Mount, Request
+from kasctl.engine import engines, image
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.input.commands import COMMANDS
+from kasctl.report import doctor, failures
+from kasctl.report.failures import FailedTask, analyse, report, summarize
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARCH = "debian-bookworm-amd64"

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from kasctl.config import NEWEST_FORMAT, BuildSystem, Config, load
 from kasctl.errors import EXIT_HOST, EXIT_USAGE, ConfigError, HostError, KasctlError
-from kasctl.subids import ID_LIMIT, Extent, Range, SubidEntry, parse_id_map, parse_subid_file
+from kasctl.inside.subids import ID_LIMIT, Extent, Range, SubidEntry, parse_id_map, parse_subid_file
 
 #: Each config example runs git once or twice (the config's repository): fewer of those.
 CONFIGS = settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])

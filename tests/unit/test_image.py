@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import __version__, doctor, engines, image
+from kasctl import __version__
 from kasctl import cli as kasctl_cli
-from kasctl.commands import COMMANDS
 from kasctl.config import BuildSystem
+from kasctl.decide.plan import Request, RunPlan
+from kasctl.engine import engines, image
 from kasctl.errors import UsageError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.plan import Request, RunPlan
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.input.commands import COMMANDS
+from kasctl.report import doctor
 
 KASCTL = f"localhost/kasctl/kas-isar:{__version__}"
 

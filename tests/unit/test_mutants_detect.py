@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from kasctl import detect
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
-from kasctl.facts import EngineMode
+from kasctl.host import detect
+from kasctl.host.facts import EngineMode
 
 #: `docker info --format '{{json .}}'` of dockerd-rootless.sh on Debian 12 (abridged).
 ROOTLESS_DOCKER_INFO: dict[str, Any] = {

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from kasctl.errors import KasctlError
-from kasctl.subids import Extent
-from tests.unit.test_entrypoint import ep  # the one loaded copy of container/entrypoint.py
+from kasctl.inside.subids import Extent
+from tests.unit.test_entrypoint import ep  # the one loaded copy of kasctl/inside/entrypoint.py
 
 #: A rootful engine's container: every id maps onto the same host id.
 IDENTITY = {"uid": (Extent(0, 0, 4294967295),), "gid": (Extent(0, 0, 4294967295),)}

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 
 from kasctl.config import BuildSystem
+from kasctl.decide.privileges import Privileges, decide
 from kasctl.errors import HostError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
-from kasctl.privileges import Privileges, decide
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
 from tests.unit.test_privileges import HOST  # the same host facts
 
 IR, IP, OE = BuildSystem.ISAR_ROOTLESS, BuildSystem.ISAR_PRIVILEGED, BuildSystem.OPENEMBEDDED

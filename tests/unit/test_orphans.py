@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from kasctl import __version__
 from kasctl.config import BuildSystem
-from kasctl.facts import EngineMode
-from kasctl.orphans import Labelled, pid_alive, stale
+from kasctl.engine.orphans import Labelled, pid_alive, stale
+from kasctl.host.facts import EngineMode
 from tests.unit.test_plan import HOST, WORK_DIR, make_plan
 
 HERE = "builder-host"

@@ -1,4 +1,4 @@
-"""kasctl.plan.plan() and kasctl.engines.render(): the engine x build-system matrix.
+"""kasctl.decide.plan.plan() and kasctl.engine.engines.render(): the engine x build-system matrix.
 
 plan() is pure, so every cell is checked here without an engine: which
 privileges each cell gets (the least that work, per MACHINE-NOTES), where
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.commands import COMMANDS
 from kasctl.config import BuildSystem, Config, ConfigFile
-from kasctl.engines import render
+from kasctl.decide.plan import Mount, Request, RunPlan, plan
+from kasctl.engine.engines import render
+from kasctl.engine.image import ENTRYPOINT
 from kasctl.errors import HostError, UsageError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.image import ENTRYPOINT
-from kasctl.plan import Mount, Request, RunPlan, plan
-from kasctl.subids import Range
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.input.commands import COMMANDS
+from kasctl.inside.subids import Range
 
 SECCOMP = "/usr/share/containers/seccomp.json"
 UTS_SECCOMP = "/home/kasci/.cache/kasctl/seccomp/podman-uts-0123456789abcdef.json"
@@ -579,7 +579,7 @@ def test_warns_when_apparmor_restricts_userns_without_rootlesskit(mode: EngineMo
 
 def test_worktree_gets_its_common_dir_and_a_rewritten_dot_git(tmp_path: Path) -> None:
     from kasctl.config import worktree_of
-    from kasctl.plan import worktree_gitfile_text
+    from kasctl.decide.plan import worktree_gitfile_text
 
     main = tmp_path / "main"
     (main / ".git" / "worktrees" / "wt").mkdir(parents=True)

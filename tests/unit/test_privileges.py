@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 
 from kasctl.config import BuildSystem
+from kasctl.decide.privileges import decide
 from kasctl.errors import HostError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
-from kasctl.privileges import decide
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
 
 HOST = HostFacts(
     uid=1001,

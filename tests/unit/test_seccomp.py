@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from kasctl import seccomp
 from kasctl.errors import HostError
+from kasctl.host import seccomp
 
 PODMAN = Path("/usr/share/containers/seccomp.json")
 

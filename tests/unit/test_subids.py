@@ -1,4 +1,4 @@
-"""kasctl.subids: the sub-id range the entrypoint gives Isar, and the parsers around it.
+"""kasctl.inside.subids: the sub-id range the entrypoint gives Isar, and the parsers around it.
 
 The real map shapes come from MACHINE-NOTES ("uid maps seen inside
 containers"); the properties are what Isar's rootless mode needs from the
@@ -14,7 +14,7 @@ from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 from kasctl.errors import HostError
-from kasctl.subids import (
+from kasctl.inside.subids import (
     FULL_RANGE,
     ID_LIMIT,
     NOBODY,
@@ -621,7 +621,7 @@ def test_keep_id_extents_for_id_zero_is_a_valid_map() -> None:
 
 def test_too_small_to_work_is_the_edge_of_debians_system_ids() -> None:
     """Isar maps COUNT-2 ids from 0: 1002 ids still cover the system ids 0..999."""
-    from kasctl.subids import too_small_to_work
+    from kasctl.inside.subids import too_small_to_work
 
     assert too_small_to_work(None)
     assert too_small_to_work(Range(100000, 1001))

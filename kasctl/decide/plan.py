@@ -13,14 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasctl import __version__, credentials
+from kasctl import __version__
 from kasctl.config import UNMOUNTABLE, BuildSystem, Config, Worktree
-from kasctl.credentials import Share
+from kasctl.decide import credentials
+from kasctl.decide.credentials import Share
+from kasctl.decide.privileges import Grant, decide
+from kasctl.engine.image import ENTRYPOINT
 from kasctl.errors import UsageError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.image import ENTRYPOINT
-from kasctl.privileges import Grant, decide
-from kasctl.subids import (
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.inside.subids import (
     WORKING_RANGE,
     render_avoid,
     rootless_builder_range,
@@ -101,7 +102,7 @@ class Request:
     sudo_cmd: str = "sudo"
     #: kasctl's own pid, recorded on the container so a leftover can be traced.
     pid: int = 0
-    #: Checked credentials to share read-only (kasctl.credentials.collect).
+    #: Checked credentials to share read-only (kasctl.decide.credentials.collect).
     shares: tuple[Share, ...] = ()
     #: The config repo is a git worktree: its common dir, and a host file holding
     #: the .git text that points there inside the container.

@@ -24,8 +24,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from kasctl.cache import digest
 from kasctl.errors import HostError
+from kasctl.host.cache import digest
 
 UTS_SYSCALLS = ("sethostname", "setdomainname")
 UTS_RULE_COMMENT = (

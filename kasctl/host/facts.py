@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kasctl.subids import Range, SubidEntry
+from kasctl.inside.subids import Range, SubidEntry
 
 EngineKind = Literal["docker", "podman"]
 
@@ -88,7 +88,7 @@ class HostFacts:
     #: Podman's seccomp profile (containers-common), which allows pivot_root.
     podman_seccomp_profile: str | None = None
     #: That profile with sethostname/setdomainname allowed without CAP_SYS_ADMIN
-    #: (kasctl.seccomp), or why it could not be made.
+    #: (kasctl.host.seccomp), or why it could not be made.
     uts_seccomp_profile: str | None = None
     uts_seccomp_problem: str = ""
     subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError
-from kasctl.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ SETHOSTNAME_REASON = (
     "isar-rootless on rootless docker: sbuild's unshare backend sets the host name of "
     "each package build's UTS namespace, and podman's profile allows sethostname and "
     "setdomainname only to a container granted CAP_SYS_ADMIN, which this cell is not; "
-    "this profile is podman's with those two calls allowed (kasctl.seccomp)"
+    "this profile is podman's with those two calls allowed (kasctl.host.seccomp)"
 )
 
 

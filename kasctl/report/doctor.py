@@ -22,10 +22,10 @@ from typing import Literal
 
 from kasctl import __version__
 from kasctl.config import BuildSystem
-from kasctl.detect import mode_from_info, query_info
 from kasctl.errors import HostError
-from kasctl.facts import EngineKind, EngineMode, HostFacts
-from kasctl.subids import (
+from kasctl.host.detect import mode_from_info, query_info
+from kasctl.host.facts import EngineKind, EngineMode, HostFacts
+from kasctl.inside.subids import (
     FULL_RANGE,
     WORKING_RANGE,
     Range,

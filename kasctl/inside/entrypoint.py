@@ -9,7 +9,7 @@ in-process (no usermod/groupmod/chown subprocesses). Steps:
    KASCTL_KEEP_ID=1), nest one user namespace in which builder's uid is
    that root, as podman's --userns=keep-id does (see `nest_keep_id`);
 2. write /etc/subuid and /etc/subgid for builder from the container's OWN
-   /proc/self/uid_map and gid_map (kasctl.subids), so that Isar's nested
+   /proc/self/uid_map and gid_map (kasctl.inside.subids), so that Isar's nested
    namespaces get the largest range this container can actually map;
 3. per build system: isar-privileged re-enables sudo for builder;
    isar-rootless leaves the image locked (no sudo, no setuid binaries but
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 
 from kasctl import __version__, spec
 from kasctl.errors import KasctlError
-from kasctl.subids import (
+from kasctl.inside.subids import (
     Extent,
     choose_range,
     keep_id_extents,
@@ -401,10 +401,10 @@ def rootless_clean(cmd: list[str]) -> list[str]:
     """isar-rootless clean/cleansstate/cleanall: one user namespace for the whole job.
 
     kas's own clean enters a namespace per foreign-owned directory; kasctl's
-    cleaner (kasctl.clean) runs once as root of ONE `unshare --map-auto
+    cleaner (kasctl.inside.clean) runs once as root of ONE `unshare --map-auto
     --map-root-user`, which maps builder and all of its sub-ids.
     """
-    from kasctl import clean
+    from kasctl.inside import clean
 
     build_dir = (
         os.environ.get("KAS_BUILD_DIR") or f"{os.environ.get('KAS_WORK_DIR', '/work')}/build"

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from kasctl.orphans import Guard, Labelled
-from kasctl.plan import LABEL_PREFIX, Mount, RunPlan
+from kasctl.decide.plan import LABEL_PREFIX, Mount, RunPlan
+from kasctl.engine.orphans import Guard, Labelled
 
 #: Seconds a stopped container gets before the engine kills it.
 STOP_GRACE = 10
@@ -71,7 +71,7 @@ def run(plan: RunPlan) -> int:
     was interrupted (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The
     first signal stops the container with a grace period; a second one kills
     it at once. If kasctl dies without a chance to do either, the guard
-    (kasctl.orphans) stops it.
+    (kasctl.engine.orphans) stops it.
     """
     argv = render(plan)
     received: list[int] = []

@@ -454,7 +454,7 @@ def namespaced_argv(
     build left (owned by the user or a sub-id) is removable by it. -I keeps
     the environment's PYTHONPATH out (the module must be installed).
     """
-    argv = ["unshare", "--map-auto", "--map-root-user", python, "-I", "-m", "kasctl.clean"]
+    argv = ["unshare", "--map-auto", "--map-root-user", python, "-I", "-m", "kasctl.inside.clean"]
     argv += ["--dry-run"] if dry_run else []
     argv += [command, build_dir]
     argv += ["--work-dir", work_dir] if work_dir else []
@@ -463,7 +463,7 @@ def namespaced_argv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python3 -I -m kasctl.clean [--dry-run] COMMAND BUILD_DIR [--work-dir W] [--home H]`.
+    """`python3 -I -m kasctl.inside.clean [--dry-run] COMMAND BUILD_DIR [--work-dir W] [--home H]`.
 
     Prints each removed top-level path on stdout (with --dry-run, each that
     would be removed: the same list); what is left goes to stderr. Exit 0;
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse  # the host imports this module for its checks, not for this CLI
 
     parser = argparse.ArgumentParser(
-        prog="python3 -I -m kasctl.clean",
+        prog="python3 -I -m kasctl.inside.clean",
         description="Remove what kas clean/cleansstate/cleanall remove, in one process, safely. "
         "Run it inside `unshare --map-auto --map-root-user` for sub-id-owned trees.",
     )

@@ -19,8 +19,8 @@ from typing import Any
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
-from kasctl.facts import EngineFacts, EngineKind, EngineMode, HostFacts, KvmDevice
-from kasctl.subids import Range, SubidEntry, is_number, merge, parse_subid_file, range_for
+from kasctl.host.facts import EngineFacts, EngineKind, EngineMode, HostFacts, KvmDevice
+from kasctl.inside.subids import Range, SubidEntry, is_number, merge, parse_subid_file, range_for
 
 log = logging.getLogger("kasctl")
 
@@ -181,10 +181,10 @@ def kvm_device(path: str) -> KvmDevice | None:
 
 
 def _uts_profile(podman_profile: str | None) -> tuple[str | None, str]:
-    """Podman's profile with the UTS rule (kasctl.seccomp), made once, or why not."""
+    """Podman's profile with the UTS rule (kasctl.host.seccomp), made once, or why not."""
     if podman_profile is None:
         return None, ""
-    from kasctl import cache, seccomp
+    from kasctl.host import cache, seccomp
 
     try:
         return seccomp.uts_profile(podman_profile, cache.directory(os.environ)), ""

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from kasctl import __version__
-from kasctl.commands import split_runtime_args
 from kasctl.errors import UsageError
+from kasctl.input.commands import split_runtime_args
 from kasctl.spec import (
     BEFORE,
     COMMAND_BY_NAME,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from kasctl.plan import Mount
+    from kasctl.decide.plan import Mount
 
 #: How much of a task's log is read: its last lines, where the error is.
 TAIL_LINES = 400

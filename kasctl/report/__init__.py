@@ -1,0 +1,1 @@
+"""What kasctl tells the user about a host (doctor) and about a failed build."""
