@@ -283,9 +283,7 @@ def _plan_and_run(
     env = os.environ
     kind = engine.kind
     run_plan = plan(req, host, engine)
-    doctor.preflight(
-        doctor.system_facts(host.home, full=False), host, run_plan.mode, req.build_system
-    )
+    doctor.preflight(host, run_plan.mode, req.build_system)
     for warning in run_plan.warnings:
         log.warning("%s", warning)
     argv = engines.render(run_plan)
@@ -370,13 +368,12 @@ def _doctor(given: cmdline.Parsed, opts: Options) -> int:
     else:
         build_system = override or BuildSystem.ISAR_ROOTLESS
     env = os.environ
-    host = detect.host_facts()
-    system = doctor.system_facts(host.home)
+    host = detect.host_facts(full=True)
     image_name = image.default_image(env)
-    probes = {k: doctor.probe_engine(k, env, image_name) for k in ("podman", "docker")}
+    probes = {k: detect.probe_engine(k, env, image_name) for k in ("podman", "docker")}
     found = [k for k, p in probes.items() if p.binary]
     kind = detect.choose_engine(opts.engine, build_system, env) if found or opts.engine else None
-    checks = doctor.judge(system, host, probes[kind], build_system, image_name) if kind else []
+    checks = doctor.judge(host, probes[kind], build_system, image_name) if kind else []
     others = [
         doctor.Check(
             f"{p.kind} (not chosen)",

@@ -1,6 +1,7 @@
-"""Gathering host and engine facts: the only module of the planning path with side effects.
+"""The one gatherer of host and engine facts (the model is kasctl.host.facts).
 
-Each fact is read once per run and handed on in frozen dataclasses.
+Each fact is read once per run and handed on in frozen dataclasses: the
+planner, the preflight and `kasctl doctor` judge the same facts.
 """
 
 from __future__ import annotations
@@ -9,17 +10,28 @@ import json
 import logging
 import os
 import pwd
+import resource
 import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError, UsageError
-from kasctl.host.facts import EngineFacts, EngineKind, EngineMode, HostFacts, KvmDevice
+from kasctl.host.facts import (
+    EngineFacts,
+    EngineKind,
+    EngineMode,
+    EngineProbe,
+    Helper,
+    HostFacts,
+    KvmDevice,
+    SystemFacts,
+)
 from kasctl.inside.subids import Range, SubidEntry, is_number, merge, parse_subid_file, range_for
 
 log = logging.getLogger("kasctl")
@@ -84,13 +96,6 @@ def missing_capabilities(status: str) -> tuple[str, ...]:
 CONVENTIONAL_IDS = Range(0, 65536)
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def _login_defs(text: str) -> dict[str, int]:
     values = {}
     for line in text.splitlines():
@@ -120,52 +125,170 @@ def reserved_ids(
     return tuple(merge(ranges))
 
 
-def _subids(path: str) -> tuple[SubidEntry, ...]:
+def _read(root: Path, path: str) -> str | None:
     try:
-        return parse_subid_file(_read(path))
+        return (root / path.lstrip("/")).read_text()
+    except OSError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _helper(name: str) -> Helper:
+    path = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if path is None:
+        return Helper(None)
+    st = os.stat(path)
+    try:
+        caps = bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        caps = False
+    return Helper(path, bool(st.st_mode & stat.S_ISUID) and st.st_uid == 0, caps)
+
+
+def _subids(root: Path, path: str) -> tuple[tuple[SubidEntry, ...], str | None]:
+    try:
+        return parse_subid_file(_read(root, path) or ""), None
     except HostError as exc:
-        log.warning("%s: %s (ignored; run `kasctl doctor`)", path, exc.message)
-        return ()
+        return (), f"{path}: {exc.message}"
 
 
-def host_facts() -> HostFacts:
+def _cgroup(root: Path) -> str:
+    base = root / "sys/fs/cgroup"
+    if (base / "cgroup.controllers").exists():
+        return "v2"
+    return "hybrid" if (base / "unified").is_dir() else "v1"
+
+
+def _tun(root: Path) -> Literal["ok", "missing", "denied"]:
+    path = root / "dev/net/tun"
+    try:
+        if not stat.S_ISCHR(path.stat().st_mode):
+            return "missing"
+    except OSError:
+        return "missing"
+    return "ok" if os.access(path, os.R_OK | os.W_OK) else "denied"
+
+
+def _default_ulimits(root: Path, home: str) -> tuple[str, ...] | None:
+    """containers.conf's default_ulimits, the later file winning (None: not set)."""
+    import tomllib  # only for the full check, not for every build's preflight
+
+    found: tuple[str, ...] | None = None
+    for path in (
+        root / "usr/share/containers/containers.conf",
+        root / "etc/containers/containers.conf",
+        Path(home) / ".config/containers/containers.conf",
+    ):
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        value = data.get("containers", {}).get("default_ulimits")
+        if isinstance(value, list):
+            found = tuple(str(v) for v in value)
+    return found
+
+
+def _binfmt(root: Path) -> dict[str, tuple[bool, bool]] | None:
+    base = root / "proc/sys/fs/binfmt_misc"
+    if not (base / "status").exists():
+        return None
+    handlers = {}
+    for entry in sorted(base.iterdir()):
+        if entry.name in ("status", "register"):
+            continue
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        flags = next(
+            (ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags:")), ""
+        )
+        handlers[entry.name] = (text.startswith("enabled"), "F" in flags)
+    return handlers
+
+
+def system_facts(home: str, root: Path = Path("/"), full: bool = True) -> SystemFacts:
+    """The kernel's and the host files' settings; `full=False`: only what `preflight` needs."""
+    subuid, uid_err = _subids(root, "/etc/subuid")
+    subgid, gid_err = _subids(root, "/etc/subgid")
+    facts = SystemFacts(
+        max_user_namespaces=_int(_read(root, "/proc/sys/user/max_user_namespaces")),
+        unprivileged_userns_clone=_int(_read(root, "/proc/sys/kernel/unprivileged_userns_clone")),
+        newuidmap=_helper("newuidmap"),
+        newgidmap=_helper("newgidmap"),
+        subuid=subuid,
+        subgid=subgid,
+        subid_errors=tuple(e for e in (uid_err, gid_err) if e),
+    )
+    if not full:
+        return facts
+    return replace(
+        facts,
+        cgroup=_cgroup(root),
+        tun=_tun(root),
+        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
+        podman_default_ulimits=_default_ulimits(root, home),
+        binfmt=_binfmt(root),
+    )
+
+
+def host_facts(root: Path = Path("/"), *, full: bool = False) -> HostFacts:
+    """Read the host once: the user, its sub-ids, the kernel's and the host files' settings.
+
+    `full` adds what only `kasctl doctor` judges (cgroups, /dev/net/tun,
+    rlimits, containers.conf, binfmt handlers); a run reads only what the
+    planner and the preflight need. `root` is where the host's files are
+    read from (tests point it at a tree of their own).
+    """
     uid, gid = os.getuid(), os.getgid()
     try:
         entry = pwd.getpwuid(uid)
         user, home = entry.pw_name, entry.pw_dir
     except KeyError:
         user, home = str(uid), os.environ.get("HOME", "/")
-    subuid_entries, subgid_entries = _subids("/etc/subuid"), _subids("/etc/subgid")
-    defs = _login_defs(_read("/etc/login.defs"))
-    passwd_ids = [int(f[2]) for f in _db("/etc/passwd")]
-    group_ids = [int(f[2]) for f in _db("/etc/group")]
-    restrict = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").strip() == "1"
-    podman_profile = PODMAN_SECCOMP if os.path.isfile(PODMAN_SECCOMP) else None
+    system = system_facts(home, root, full=full)
+    for error in system.subid_errors:
+        log.warning("%s (ignored; run `kasctl doctor`)", error)
+    defs = _login_defs(_read(root, "/etc/login.defs") or "")
+    passwd_ids = [int(f[2]) for f in _db(root, "/etc/passwd")]
+    group_ids = [int(f[2]) for f in _db(root, "/etc/group")]
+    restrict = _read(root, "/proc/sys/kernel/apparmor_restrict_unprivileged_userns") or ""
+    podman = root / PODMAN_SECCOMP.lstrip("/")
+    podman_profile = str(podman) if podman.is_file() else None
     uts_profile, uts_problem = _uts_profile(podman_profile)
+    localtime = root / "etc/localtime"
     return HostFacts(
         uid=uid,
         gid=gid,
         user=user,
         home=home,
-        subuid=range_for(subuid_entries, user, uid),
-        subgid=range_for(subgid_entries, user, uid),
-        reserved_uids=reserved_ids(passwd_ids, subuid_entries, defs, "uid"),
-        reserved_gids=reserved_ids(group_ids, subgid_entries, defs, "gid"),
+        subuid=range_for(system.subuid, user, uid),
+        subgid=range_for(system.subgid, user, uid),
+        reserved_uids=reserved_ids(passwd_ids, system.subuid, defs, "uid"),
+        reserved_gids=reserved_ids(group_ids, system.subgid, defs, "gid"),
         stdout_tty=sys.stdout.isatty(),
         stdin_tty=sys.stdin.isatty(),
-        apparmor_restricts_userns=restrict,
-        apparmor_rootlesskit_profile=os.path.exists("/etc/apparmor.d/rootlesskit"),
+        apparmor_restricts_userns=restrict.strip() == "1",
+        apparmor_rootlesskit_profile=(root / "etc/apparmor.d/rootlesskit").exists(),
         podman_seccomp_profile=podman_profile,
         uts_seccomp_profile=uts_profile,
         uts_seccomp_problem=uts_problem,
-        missing_caps=missing_capabilities(_read("/proc/self/status")),
-        localtime=os.readlink("/etc/localtime") if os.path.islink("/etc/localtime") else None,
-        subuid_entries=subuid_entries,
+        missing_caps=missing_capabilities(_read(root, "/proc/self/status") or ""),
+        localtime=os.readlink(localtime) if localtime.is_symlink() else None,
         sudo_uid=_env_id("SUDO_UID") if uid == 0 else None,
         sudo_gid=_env_id("SUDO_GID") if uid == 0 else None,
         hostname=os.uname().nodename,
-        selinux_enforcing=_read("/sys/fs/selinux/enforce").strip() == "1",
-        kvm=kvm_device("/dev/kvm"),
+        selinux_enforcing=(_read(root, "/sys/fs/selinux/enforce") or "").strip() == "1",
+        kvm=kvm_device(str(root / "dev/kvm")),
+        system=system,
     )
 
 
@@ -197,9 +320,9 @@ def _env_id(name: str) -> int | None:
     return int(value) if is_number(value) else None
 
 
-def _db(path: str) -> list[list[str]]:
+def _db(root: Path, path: str) -> list[list[str]]:
     rows = []
-    for line in _read(path).splitlines():
+    for line in (_read(root, path) or "").splitlines():
         fields = line.split(":")
         if len(fields) >= 3 and is_number(fields[2]):
             rows.append(fields)
@@ -293,3 +416,45 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         selinux=kind == "podman"
         or any("name=selinux" in o for o in info.get("SecurityOptions") or []),
     )
+
+
+def probe_engine(kind: EngineKind, env: Mapping[str, str], image: str) -> EngineProbe:
+    """Ask one engine about itself and the image; never raises."""
+    binary = shutil.which(kind, path=env.get("PATH"))
+    if binary is None:
+        return EngineProbe(kind, None)
+    info = query_info(binary)
+    if isinstance(info, str):
+        return EngineProbe(kind, binary, error=info)
+    mode, version, _apparmor = mode_from_info(kind, info)
+    if kind == "podman":
+        host = info.get("host", {})
+        maps = (host.get("idMappings") or {}).get("uidmap") or []
+        runtime = str(host.get("ociRuntime", {}).get("name", ""))
+        cgroup = str(host.get("cgroupVersion", ""))
+        mapped = sum(int(m.get("size", 0)) for m in maps) if mode.rootless else None
+    else:
+        runtime = str(info.get("DefaultRuntime", ""))
+        cgroup = f"v{info.get('CgroupVersion', '')}"
+        mapped = None
+    probe = EngineProbe(
+        kind,
+        binary,
+        reachable=True,
+        version=version,
+        mode=mode,
+        runtime=runtime,
+        cgroup=cgroup,
+        mapped_uids=mapped,
+    )
+    fmt = '{{index .Config.Labels "io.kasctl.version"}}'
+    image_out = subprocess.run(
+        [binary, "image", "inspect", "--format", fmt, image],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    present = image_out.returncode == 0
+    built_by = image_out.stdout.strip() if present else None
+    return replace(probe, image_present=present, image_version=built_by)

@@ -1,12 +1,13 @@
-"""Facts about the host and the engine: the planner's inputs besides the config.
+"""Facts about the host and the engines: the planner's and doctor's inputs besides the config.
 
-Gathered once per run by `detect`, then passed explicitly; frozen so that the
-planner stays a pure function of them.
+The one model of them, gathered once per run by `kasctl.host.detect`, then passed
+explicitly; frozen so that the planner and the judges stay pure functions of them.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,6 +66,56 @@ class KvmDevice:
 
 
 @dataclass(frozen=True)
+class Helper:
+    """newuidmap or newgidmap: found, and allowed to write maps for others."""
+
+    path: str | None
+    setuid_root: bool = False
+    file_caps: bool = False
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    """What the kernel and the host's files say; read without running anything."""
+
+    max_user_namespaces: int | None = None
+    #: Debian's older kernels: kernel.unprivileged_userns_clone (None: no such knob).
+    unprivileged_userns_clone: int | None = None
+    newuidmap: Helper = Helper(None)
+    newgidmap: Helper = Helper(None)
+    subuid: tuple[SubidEntry, ...] = ()
+    subgid: tuple[SubidEntry, ...] = ()
+    subid_errors: tuple[str, ...] = ()
+    #: "v2", "hybrid" or "v1".
+    cgroup: str = "v2"
+    tun: Literal["ok", "missing", "denied"] = "ok"
+    nofile_hard: int = -1
+    nproc_hard: int = -1
+    #: containers.conf asks the runtime to set ulimits (needs CAP_SYS_RESOURCE when rootful).
+    podman_default_ulimits: tuple[str, ...] | None = None
+    #: binfmt_misc handlers: name -> (enabled, fix-binary flag).
+    binfmt: Mapping[str, tuple[bool, bool]] | None = None
+
+
+@dataclass(frozen=True)
+class EngineProbe:
+    """What `kasctl doctor` learns from one engine, which may be missing or unreachable."""
+
+    kind: EngineKind
+    binary: str | None
+    reachable: bool = False
+    error: str = ""
+    version: str = ""
+    mode: EngineMode | None = None
+    runtime: str = ""
+    cgroup: str = ""
+    #: The engine's own user namespace size (rootless podman reports it).
+    mapped_uids: int | None = None
+    image_version: str | None = None
+    image_present: bool = False
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """What the planner needs to know about the invoking user and the host."""
 
@@ -91,7 +142,6 @@ class HostFacts:
     #: (kasctl.host.seccomp), or why it could not be made.
     uts_seccomp_profile: str | None = None
     uts_seccomp_problem: str = ""
-    subuid_entries: tuple[SubidEntry, ...] = field(default=(), compare=False)
     #: Capabilities the host's bounding set lacks (some VMs and nested containers).
     missing_caps: tuple[str, ...] = ()
     #: Where /etc/localtime points (the host's time zone), if it is a link.
@@ -106,3 +156,5 @@ class HostFacts:
     selinux_enforcing: bool = False
     #: /dev/kvm, when it is a character device.
     kvm: KvmDevice | None = None
+    #: The kernel's and the host files' settings that doctor and the preflight judge.
+    system: SystemFacts = field(default_factory=SystemFacts)

@@ -1,37 +1,29 @@
 """`kasctl doctor`: will a build work on this host, and if not, what to change.
 
-Facts are gathered in two steps (`system_facts` reads files, `probe_engine`
-asks the engine), then judged by pure functions that each return one
-`Check`. The cheap, file-only checks that make a build fail for certain are
-also run before every build (`preflight`), so a CI job gets the same
-explanation instead of an engine error from deep inside a container start.
+The facts come from kasctl.host.detect (`host_facts(full=True)` reads the
+host, `probe_engine` asks each engine); here they are judged by pure
+functions that each return one `Check`. The cheap, file-only checks that
+make a build fail for certain are also run before every build (`preflight`),
+so a CI job gets the same explanation instead of an engine error from deep
+inside a container start.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import resource
-import shutil
-import stat
-import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kasctl import __version__
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError
-from kasctl.host.detect import mode_from_info, query_info
-from kasctl.host.facts import EngineKind, EngineMode, HostFacts
+from kasctl.host.facts import EngineMode, EngineProbe, HostFacts, SystemFacts
 from kasctl.inside.subids import (
     FULL_RANGE,
     WORKING_RANGE,
     Range,
-    SubidEntry,
     overlaps,
-    parse_subid_file,
     range_for,
     rootless_builder_range,
     sufficient_host_count,
@@ -51,219 +43,6 @@ class Check:
     status: Status
     detail: str
     fix: str = ""
-
-
-@dataclass(frozen=True)
-class Helper:
-    """newuidmap or newgidmap: found, and allowed to write maps for others."""
-
-    path: str | None
-    setuid_root: bool = False
-    file_caps: bool = False
-
-
-@dataclass(frozen=True)
-class SystemFacts:
-    """What the kernel and the host's files say; read without running anything."""
-
-    max_user_namespaces: int | None = None
-    #: Debian's older kernels: kernel.unprivileged_userns_clone (None: no such knob).
-    unprivileged_userns_clone: int | None = None
-    apparmor_restricts_userns: bool = False
-    apparmor_rootlesskit_profile: bool = False
-    newuidmap: Helper = Helper(None)
-    newgidmap: Helper = Helper(None)
-    subuid: tuple[SubidEntry, ...] = ()
-    subgid: tuple[SubidEntry, ...] = ()
-    subid_errors: tuple[str, ...] = ()
-    #: "v2", "hybrid" or "v1".
-    cgroup: str = "v2"
-    tun: Literal["ok", "missing", "denied"] = "ok"
-    nofile_hard: int = -1
-    nproc_hard: int = -1
-    #: containers.conf asks the runtime to set ulimits (needs CAP_SYS_RESOURCE when rootful).
-    podman_default_ulimits: tuple[str, ...] | None = None
-    #: binfmt_misc handlers: name -> (enabled, fix-binary flag).
-    binfmt: Mapping[str, tuple[bool, bool]] | None = None
-
-
-@dataclass(frozen=True)
-class EngineProbe:
-    kind: EngineKind
-    binary: str | None
-    reachable: bool = False
-    error: str = ""
-    version: str = ""
-    mode: EngineMode | None = None
-    runtime: str = ""
-    cgroup: str = ""
-    #: The engine's own user namespace size (rootless podman reports it).
-    mapped_uids: int | None = None
-    image_version: str | None = None
-    image_present: bool = False
-
-
-# ------------------------------------------------------------------ gathering
-
-
-def _read(root: Path, path: str) -> str | None:
-    try:
-        return (root / path.lstrip("/")).read_text()
-    except OSError:
-        return None
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text.strip()) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _helper(name: str) -> Helper:
-    path = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
-    if path is None:
-        return Helper(None)
-    st = os.stat(path)
-    try:
-        caps = bool(os.getxattr(path, "security.capability"))
-    except OSError:
-        caps = False
-    return Helper(path, bool(st.st_mode & stat.S_ISUID) and st.st_uid == 0, caps)
-
-
-def _subids(root: Path, path: str) -> tuple[tuple[SubidEntry, ...], str | None]:
-    try:
-        return parse_subid_file(_read(root, path) or ""), None
-    except HostError as exc:
-        return (), f"{path}: {exc.message}"
-
-
-def _cgroup(root: Path) -> str:
-    base = root / "sys/fs/cgroup"
-    if (base / "cgroup.controllers").exists():
-        return "v2"
-    return "hybrid" if (base / "unified").is_dir() else "v1"
-
-
-def _tun(root: Path) -> Literal["ok", "missing", "denied"]:
-    path = root / "dev/net/tun"
-    try:
-        if not stat.S_ISCHR(path.stat().st_mode):
-            return "missing"
-    except OSError:
-        return "missing"
-    return "ok" if os.access(path, os.R_OK | os.W_OK) else "denied"
-
-
-def _default_ulimits(root: Path, home: str) -> tuple[str, ...] | None:
-    """containers.conf's default_ulimits, the later file winning (None: not set)."""
-    import tomllib  # only for the full check, not for every build's preflight
-
-    found: tuple[str, ...] | None = None
-    for path in (
-        root / "usr/share/containers/containers.conf",
-        root / "etc/containers/containers.conf",
-        Path(home) / ".config/containers/containers.conf",
-    ):
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            continue
-        value = data.get("containers", {}).get("default_ulimits")
-        if isinstance(value, list):
-            found = tuple(str(v) for v in value)
-    return found
-
-
-def _binfmt(root: Path) -> dict[str, tuple[bool, bool]] | None:
-    base = root / "proc/sys/fs/binfmt_misc"
-    if not (base / "status").exists():
-        return None
-    handlers = {}
-    for entry in sorted(base.iterdir()):
-        if entry.name in ("status", "register"):
-            continue
-        try:
-            text = entry.read_text()
-        except OSError:
-            continue
-        flags = next(
-            (ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags:")), ""
-        )
-        handlers[entry.name] = (text.startswith("enabled"), "F" in flags)
-    return handlers
-
-
-def system_facts(home: str, root: Path = Path("/"), full: bool = True) -> SystemFacts:
-    """Read the host. `full=False` reads only what `preflight` needs."""
-    subuid, uid_err = _subids(root, "/etc/subuid")
-    subgid, gid_err = _subids(root, "/etc/subgid")
-    facts = SystemFacts(
-        max_user_namespaces=_int(_read(root, "/proc/sys/user/max_user_namespaces")),
-        unprivileged_userns_clone=_int(_read(root, "/proc/sys/kernel/unprivileged_userns_clone")),
-        newuidmap=_helper("newuidmap"),
-        newgidmap=_helper("newgidmap"),
-        subuid=subuid,
-        subgid=subgid,
-        subid_errors=tuple(e for e in (uid_err, gid_err) if e),
-    )
-    if not full:
-        return facts
-    restrict = _read(root, "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-    return replace(
-        facts,
-        apparmor_restricts_userns=(restrict or "").strip() == "1",
-        apparmor_rootlesskit_profile=(root / "etc/apparmor.d/rootlesskit").exists(),
-        cgroup=_cgroup(root),
-        tun=_tun(root),
-        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-        nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
-        podman_default_ulimits=_default_ulimits(root, home),
-        binfmt=_binfmt(root),
-    )
-
-
-def probe_engine(kind: EngineKind, env: Mapping[str, str], image: str) -> EngineProbe:
-    """Ask one engine about itself and the image; never raises."""
-    binary = shutil.which(kind, path=env.get("PATH"))
-    if binary is None:
-        return EngineProbe(kind, None)
-    info = query_info(binary)
-    if isinstance(info, str):
-        return EngineProbe(kind, binary, error=info)
-    mode, version, _apparmor = mode_from_info(kind, info)
-    if kind == "podman":
-        host = info.get("host", {})
-        maps = (host.get("idMappings") or {}).get("uidmap") or []
-        runtime = str(host.get("ociRuntime", {}).get("name", ""))
-        cgroup = str(host.get("cgroupVersion", ""))
-        mapped = sum(int(m.get("size", 0)) for m in maps) if mode.rootless else None
-    else:
-        runtime = str(info.get("DefaultRuntime", ""))
-        cgroup = f"v{info.get('CgroupVersion', '')}"
-        mapped = None
-    probe = EngineProbe(
-        kind,
-        binary,
-        reachable=True,
-        version=version,
-        mode=mode,
-        runtime=runtime,
-        cgroup=cgroup,
-        mapped_uids=mapped,
-    )
-    fmt = '{{index .Config.Labels "io.kasctl.version"}}'
-    image_out = subprocess.run(
-        [binary, "image", "inspect", "--format", fmt, image],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    present = image_out.returncode == 0
-    built_by = image_out.stdout.strip() if present else None
-    return replace(probe, image_present=present, image_version=built_by)
 
 
 # ------------------------------------------------------------------ judging
@@ -439,12 +218,12 @@ def _selinux_check(host: HostFacts, mode: EngineMode) -> Check:
     )
 
 
-def _apparmor(system: SystemFacts, mode: EngineMode, bs: BuildSystem) -> Check:
-    if not system.apparmor_restricts_userns:
+def _apparmor(host: HostFacts, mode: EngineMode, bs: BuildSystem) -> Check:
+    if not host.apparmor_restricts_userns:
         return Check("AppArmor", "ok", "no user-namespace restriction")
     if not (mode.rootless or bs is BuildSystem.ISAR_ROOTLESS):
         return Check("AppArmor", "ok", "restricts user namespaces; not needed in this mode")
-    if mode is EngineMode.ROOTLESS_DOCKER and system.apparmor_rootlesskit_profile:
+    if mode is EngineMode.ROOTLESS_DOCKER and host.apparmor_rootlesskit_profile:
         return Check("AppArmor", "ok", "restricts user namespaces; rootlesskit's profile allows")
     return Check(
         "AppArmor",
@@ -567,14 +346,9 @@ def _binfmt_check(system: SystemFacts) -> Check:
     )
 
 
-def judge(
-    system: SystemFacts,
-    host: HostFacts,
-    probe: EngineProbe,
-    bs: BuildSystem,
-    image: str,
-) -> list[Check]:
+def judge(host: HostFacts, probe: EngineProbe, bs: BuildSystem, image: str) -> list[Check]:
     """All checks for one engine and build system, in the order a fix is needed."""
+    system = host.system
     if probe.binary is None:
         return [
             Check(
@@ -601,7 +375,7 @@ def judge(
         *_helpers(system, mode),
         *_subid_checks(system, host, mode, bs),
         *[c for c in [_engine_map(probe, host, bs)] if c],
-        _apparmor(system, mode, bs),
+        _apparmor(host, mode, bs),
         _selinux_check(host, mode),
         _runtime(probe, system),
         _rlimits(system, host, probe, mode),
@@ -612,8 +386,12 @@ def judge(
     return checks
 
 
-def preflight(system: SystemFacts, host: HostFacts, mode: EngineMode, bs: BuildSystem) -> None:
-    """Before a build: stop with doctor's explanation when it cannot work at all."""
+def preflight(host: HostFacts, mode: EngineMode, bs: BuildSystem) -> None:
+    """Before a build: stop with doctor's explanation when it cannot work at all.
+
+    It judges the very facts the plan was made from (no second read of the host).
+    """
+    system = host.system
     checks = [
         *[c for c in [_userns(system, mode, bs, host.uid)] if c],
         *_helpers(system, mode),

@@ -16,19 +16,10 @@ import pytest
 from kasctl import __version__
 from kasctl.config import BuildSystem
 from kasctl.errors import HostError
-from kasctl.host.facts import EngineMode, HostFacts
+from kasctl.host.detect import host_facts, system_facts
+from kasctl.host.facts import EngineMode, EngineProbe, Helper, HostFacts, SystemFacts
 from kasctl.inside.subids import parse_subid_file
-from kasctl.report.doctor import (
-    Check,
-    EngineProbe,
-    Helper,
-    SystemFacts,
-    judge,
-    preflight,
-    render,
-    system_facts,
-    to_json,
-)
+from kasctl.report.doctor import Check, judge, preflight, render, to_json
 
 HOST = HostFacts(uid=1001, gid=1001, user="kasci", home="/home/kasci")
 GOOD_HELPER = Helper("/usr/bin/newuidmap", setuid_root=True)
@@ -72,17 +63,16 @@ def statuses(checks: list[Check]) -> set[str]:
 
 @pytest.mark.parametrize("mode", list(EngineMode), ids=lambda m: m.value)
 def test_a_good_host_is_ready_in_every_mode(mode: EngineMode) -> None:
-    checks = judge(GOOD, HOST, probe(mode), IR, IMAGE)
+    checks = judge(replace(HOST, system=GOOD), probe(mode), IR, IMAGE)
     assert statuses(checks) == {"ok"}, render(checks)
-    preflight(GOOD, HOST, mode, IR)
+    preflight(replace(HOST, system=GOOD), mode, IR)
 
 
 def test_engine_missing_and_unreachable() -> None:
-    missing = judge(GOOD, HOST, EngineProbe("podman", None), IR, IMAGE)
+    missing = judge(replace(HOST, system=GOOD), EngineProbe("podman", None), IR, IMAGE)
     assert [(c.status, c.detail) for c in missing] == [("fail", "not installed")]
     down = judge(
-        GOOD,
-        HOST,
+        replace(HOST, system=GOOD),
         EngineProbe("docker", "/usr/bin/docker", error="Cannot connect to the Docker daemon"),
         IR,
         IMAGE,
@@ -93,32 +83,38 @@ def test_engine_missing_and_unreachable() -> None:
 
 def test_no_subuid_range_fails_rootless_only_and_suggests_a_free_range() -> None:
     facts = replace(GOOD, subuid=parse_subid_file("other:100000:65536\n"))
-    checks = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))
+    checks = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )
     bad = checks["/etc/subuid"]
     assert bad.status == "fail" and "no range for kasci (uid 1001)" in bad.detail
     # after every range in both files (subgid still holds kasci:100000:165536)
     assert "usermod --add-subuids 265536-" in bad.fix
     with pytest.raises(HostError, match="no range for kasci") as err:
-        preflight(facts, HOST, EngineMode.ROOTLESS_PODMAN, IR)
+        preflight(replace(HOST, system=facts), EngineMode.ROOTLESS_PODMAN, IR)
     assert "kasctl doctor" in (err.value.fix or "")
     # system docker gives the container its own ids: the host's sub-ids do not matter
-    preflight(facts, HOST, EngineMode.SYSTEM_DOCKER, IR)
+    preflight(replace(HOST, system=facts), EngineMode.SYSTEM_DOCKER, IR)
 
 
 def test_a_numeric_uid_line_counts_as_the_users() -> None:
     facts = replace(GOOD, subuid=parse_subid_file("1001:100000:165536\n"))
-    checks = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))
+    checks = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )
     assert checks["/etc/subuid"].status == "ok"
 
 
 def test_own_overlapping_lines_fail_and_shared_ids_warn() -> None:
     own = replace(GOOD, subuid=parse_subid_file("kasci:100000:165536\nkasci:200000:65536\n"))
-    check = by_name(judge(own, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["/etc/subuid"]
+    check = by_name(judge(replace(HOST, system=own), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))[
+        "/etc/subuid"
+    ]
     assert check.status == "fail" and "lines 1 and 2 overlap" in check.detail
     shared = replace(GOOD, subuid=parse_subid_file("kasci:100000:165536\nbob:150000:65536\n"))
     checks = [
         c
-        for c in judge(shared, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+        for c in judge(replace(HOST, system=shared), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
         if c.name == "/etc/subuid"
     ]
     assert [c.status for c in checks] == ["warn", "ok"]
@@ -127,7 +123,9 @@ def test_own_overlapping_lines_fail_and_shared_ids_warn() -> None:
 
 def test_the_default_range_is_ok_and_says_how_isar_maps_nobody() -> None:
     short = replace(GOOD, subgid=parse_subid_file("kasci:100000:65536\n"))
-    check = by_name(judge(short, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["/etc/subgid"]
+    check = by_name(
+        judge(replace(HOST, system=short), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )["/etc/subgid"]
     assert check.status == "ok"
     assert "65534" in check.detail and "on its own" in check.detail
     assert "kasci:100000:66537" in check.detail
@@ -135,14 +133,16 @@ def test_the_default_range_is_ok_and_says_how_isar_maps_nobody() -> None:
 
 def test_a_range_too_small_to_work_warns_with_the_size_that_suffices() -> None:
     tiny = replace(GOOD, subgid=parse_subid_file("kasci:100000:900\n"))
-    check = by_name(judge(tiny, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["/etc/subgid"]
+    check = by_name(
+        judge(replace(HOST, system=tiny), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )["/etc/subgid"]
     assert check.status == "warn" and "too few" in check.detail
     assert "kasci:100000:66537" in check.fix
 
 
 def test_a_malformed_subid_file_fails() -> None:
     facts = replace(GOOD, subid_errors=("/etc/subuid: line 1 is not NAME:START:COUNT",))
-    checks = judge(facts, HOST, probe(EngineMode.ROOTLESS_DOCKER), IR, IMAGE)
+    checks = judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_DOCKER), IR, IMAGE)
     assert any(c.status == "fail" and "line 1" in c.detail for c in checks)
 
 
@@ -155,13 +155,17 @@ def test_a_malformed_subid_file_fails() -> None:
     ids=["max_user_namespaces", "unprivileged_userns_clone"],
 )
 def test_user_namespaces_disabled(facts: SystemFacts, words: str) -> None:
-    check = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))[
-        "user namespaces"
-    ]
+    check = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )["user namespaces"]
     assert check.status == "fail" and words in check.detail and "sysctl" in check.fix
     with pytest.raises(HostError, match=words):
-        preflight(facts, HOST, EngineMode.SYSTEM_DOCKER, IR)  # isar-rootless nests one
-    preflight(facts, HOST, EngineMode.SYSTEM_DOCKER, OE)  # OE on a rootful engine needs none
+        preflight(
+            replace(HOST, system=facts), EngineMode.SYSTEM_DOCKER, IR
+        )  # isar-rootless nests one
+    preflight(
+        replace(HOST, system=facts), EngineMode.SYSTEM_DOCKER, OE
+    )  # OE on a rootful engine needs none
 
 
 @pytest.mark.parametrize(
@@ -171,77 +175,101 @@ def test_user_namespaces_disabled(facts: SystemFacts, words: str) -> None:
 )
 def test_newuidmap_broken(helper: Helper, words: str) -> None:
     facts = replace(GOOD, newuidmap=helper)
-    check = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_DOCKER), OE, IMAGE))["newuidmap"]
+    check = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_DOCKER), OE, IMAGE)
+    )["newuidmap"]
     assert check.status == "fail" and words in check.detail
     with pytest.raises(HostError, match="newuidmap"):
-        preflight(facts, HOST, EngineMode.ROOTLESS_PODMAN, OE)
-    preflight(facts, HOST, EngineMode.ROOTFUL_PODMAN, OE)
+        preflight(replace(HOST, system=facts), EngineMode.ROOTLESS_PODMAN, OE)
+    preflight(replace(HOST, system=facts), EngineMode.ROOTFUL_PODMAN, OE)
 
 
 def test_file_capabilities_do_instead_of_setuid() -> None:
     facts = replace(GOOD, newuidmap=Helper("/usr/bin/newuidmap", file_caps=True))
-    preflight(facts, HOST, EngineMode.ROOTLESS_PODMAN, IR)
+    preflight(replace(HOST, system=facts), EngineMode.ROOTLESS_PODMAN, IR)
 
 
 def test_apparmor_restriction() -> None:
-    facts = replace(GOOD, apparmor_restricts_userns=True)
-    rootless = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))
+    host = replace(HOST, system=GOOD, apparmor_restricts_userns=True)
+    rootless = by_name(judge(host, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))
     assert rootless["AppArmor"].status == "fail"
-    with_profile = replace(facts, apparmor_rootlesskit_profile=True)
-    docker = by_name(judge(with_profile, HOST, probe(EngineMode.ROOTLESS_DOCKER), IR, IMAGE))
+    with_profile = replace(host, apparmor_rootlesskit_profile=True)
+    docker = by_name(judge(with_profile, probe(EngineMode.ROOTLESS_DOCKER), IR, IMAGE))
     assert docker["AppArmor"].status == "ok"
-    oe = by_name(judge(facts, HOST, probe(EngineMode.SYSTEM_DOCKER), OE, IMAGE))
+    oe = by_name(judge(host, probe(EngineMode.SYSTEM_DOCKER), OE, IMAGE))
     assert oe["AppArmor"].status == "ok"
 
 
 def test_crun_on_a_hybrid_cgroup_fails() -> None:
     facts = replace(GOOD, cgroup="hybrid")
-    crun = by_name(judge(facts, HOST, probe(EngineMode.ROOTFUL_PODMAN, runtime="crun"), IR, IMAGE))
+    crun = by_name(
+        judge(
+            replace(HOST, system=facts), probe(EngineMode.ROOTFUL_PODMAN, runtime="crun"), IR, IMAGE
+        )
+    )
     assert crun["OCI runtime"].status == "fail" and "runc" in crun["OCI runtime"].fix
-    runc = by_name(judge(facts, HOST, probe(EngineMode.ROOTFUL_PODMAN), IR, IMAGE))
+    runc = by_name(judge(replace(HOST, system=facts), probe(EngineMode.ROOTFUL_PODMAN), IR, IMAGE))
     assert runc["OCI runtime"].status == "ok"
 
 
 def test_rootful_podman_ulimits_without_cap_sys_resource() -> None:
     host = replace(HOST, missing_caps=("SYS_RESOURCE",))
     default = replace(GOOD, podman_default_ulimits=None)
-    check = by_name(judge(default, host, probe(EngineMode.ROOTFUL_PODMAN), OE, IMAGE))["rlimits"]
+    check = by_name(
+        judge(replace(host, system=default), probe(EngineMode.ROOTFUL_PODMAN), OE, IMAGE)
+    )["rlimits"]
     assert check.status == "fail" and "default_ulimits = []" in check.fix
     emptied = replace(GOOD, podman_default_ulimits=())
-    check = by_name(judge(emptied, host, probe(EngineMode.ROOTFUL_PODMAN), OE, IMAGE))["rlimits"]
+    check = by_name(
+        judge(replace(host, system=emptied), probe(EngineMode.ROOTFUL_PODMAN), OE, IMAGE)
+    )["rlimits"]
     assert check.status == "ok"
 
 
 def test_low_nofile_warns_rootless() -> None:
     facts = replace(GOOD, nofile_hard=1024)
-    check = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), OE, IMAGE))["rlimits"]
+    check = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_PODMAN), OE, IMAGE)
+    )["rlimits"]
     assert check.status == "warn"
 
 
 @pytest.mark.parametrize("tun", ["missing", "denied"])
 def test_tun_unusable_fails_rootless(tun: str) -> None:
     facts = replace(GOOD, tun=tun)  # type: ignore[arg-type]
-    check = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), OE, IMAGE))[
+    check = by_name(
+        judge(replace(HOST, system=facts), probe(EngineMode.ROOTLESS_PODMAN), OE, IMAGE)
+    )["/dev/net/tun"]
+    assert check.status == "fail" and "mknod" in check.fix
+    check = by_name(judge(replace(HOST, system=facts), probe(EngineMode.SYSTEM_DOCKER), OE, IMAGE))[
         "/dev/net/tun"
     ]
-    assert check.status == "fail" and "mknod" in check.fix
-    check = by_name(judge(facts, HOST, probe(EngineMode.SYSTEM_DOCKER), OE, IMAGE))["/dev/net/tun"]
     assert check.status == "ok"
 
 
 def test_engine_map_too_small_for_isar() -> None:
     small = probe(EngineMode.ROOTLESS_PODMAN, mapped_uids=65537)
-    check = by_name(judge(GOOD, HOST, small, IR, IMAGE))["engine id map"]
+    check = by_name(judge(replace(HOST, system=GOOD), small, IR, IMAGE))["engine id map"]
     assert check.status == "warn" and "podman system migrate" in check.fix
 
 
 def test_image_missing_or_from_another_version_warns() -> None:
     gone = by_name(
-        judge(GOOD, HOST, probe(EngineMode.SYSTEM_DOCKER, image_present=False), IR, IMAGE)
+        judge(
+            replace(HOST, system=GOOD),
+            probe(EngineMode.SYSTEM_DOCKER, image_present=False),
+            IR,
+            IMAGE,
+        )
     )
     assert gone["image"].status == "warn" and "first use" in gone["image"].fix
     old = by_name(
-        judge(GOOD, HOST, probe(EngineMode.SYSTEM_DOCKER, image_version="0.0.1"), IR, IMAGE)
+        judge(
+            replace(HOST, system=GOOD),
+            probe(EngineMode.SYSTEM_DOCKER, image_version="0.0.1"),
+            IR,
+            IMAGE,
+        )
     )
     assert old["image"].status == "warn" and "0.0.1" in old["image"].detail
 
@@ -257,7 +285,9 @@ def test_image_missing_or_from_another_version_warns() -> None:
 )
 def test_binfmt(binfmt: dict[str, tuple[bool, bool]] | None, status: str, words: str) -> None:
     facts = replace(GOOD, binfmt=binfmt)
-    check = by_name(judge(facts, HOST, probe(EngineMode.SYSTEM_DOCKER), IR, IMAGE))["binfmt"]
+    check = by_name(judge(replace(HOST, system=facts), probe(EngineMode.SYSTEM_DOCKER), IR, IMAGE))[
+        "binfmt"
+    ]
     assert check.status == status and words in check.detail
 
 
@@ -289,16 +319,19 @@ def fake_root(tmp_path: Path) -> Path:
 
 def test_system_facts_reads_the_tree(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
-    facts = system_facts(str(tmp_path / "home"), root)
+    host = host_facts(root, full=True)
+    facts = host.system
     assert facts.max_user_namespaces == 0
     assert facts.unprivileged_userns_clone is None
-    assert facts.apparmor_restricts_userns
+    assert host.apparmor_restricts_userns
     assert [e.owner for e in facts.subuid] == ["1001"]
     assert facts.cgroup == "hybrid"
     assert facts.tun == "missing"
     assert facts.binfmt == {"qemu-aarch64": (True, True)}
     assert facts.podman_default_ulimits == ()
-    checks = by_name(judge(facts, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))
+    checks = by_name(
+        judge(replace(host, uid=1001, user="kasci"), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )
     assert checks["user namespaces"].status == "fail"
     assert checks["/etc/subuid"].status == "ok"
 
@@ -318,8 +351,12 @@ def test_the_real_host_is_readable() -> None:
 
 def test_selinux_enforcing_is_reported_with_what_kasctl_does() -> None:
     enforcing = replace(HOST, selinux_enforcing=True)
-    check = by_name(judge(GOOD, enforcing, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["SELinux"]
+    check = by_name(
+        judge(replace(enforcing, system=GOOD), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )["SELinux"]
     assert check.status == "ok"
     assert "enforcing" in check.detail and "label=disable" in check.detail
-    plain = by_name(judge(GOOD, HOST, probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE))["SELinux"]
+    plain = by_name(
+        judge(replace(HOST, system=GOOD), probe(EngineMode.ROOTLESS_PODMAN), IR, IMAGE)
+    )["SELinux"]
     assert plain.detail == "not enforcing"

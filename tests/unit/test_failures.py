@@ -700,7 +700,6 @@ def run_plan_and_container(
     work = tmp_path / "proj"
     work.mkdir()
     monkeypatch.delenv("KAS_BUILD_DIR", raising=False)
-    monkeypatch.setattr(doctor, "system_facts", lambda *_a, **_k: None)
     monkeypatch.setattr(doctor, "preflight", lambda *_a, **_k: None)
     monkeypatch.setattr(image, "image_labels", lambda *_a: {"io.kasctl.version": "test"})
     monkeypatch.setattr(kasctl_cli, "_remove_leftovers", lambda *_a: None)

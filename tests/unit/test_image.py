@@ -112,7 +112,6 @@ def _plan_and_run(
     for var in ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KAS_CONTAINER_IMAGE", "ghcr.io/siemens/kas/kas-isar:5.5")
-    monkeypatch.setattr(doctor, "system_facts", lambda *_a, **_k: None)
     monkeypatch.setattr(doctor, "preflight", lambda *_a, **_k: None)
     monkeypatch.setattr(image, "image_labels", lambda *_a: labels)
     monkeypatch.setattr(kasctl_cli, "_remove_leftovers", lambda *_a: None)
