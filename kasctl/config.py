@@ -10,7 +10,6 @@ jsonschema on the next run.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
@@ -23,8 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from kasctl import __version__
+from kasctl.build_system import BuildSystem
 from kasctl.errors import ConfigError
 from kasctl.host import cache as result_cache
+from kasctl.layout import mountable
+
+REAL_PATH_FIX = "rename or move it (kasctl mounts its real path, so a symlink does not help)"
 
 log = logging.getLogger("kasctl")
 
@@ -33,47 +36,6 @@ NEWEST_FORMAT = 23
 #: The only file names kas reads as configs (it refuses any other extension).
 SUFFIXES = (".yml", ".yaml", ".json")
 FORMAT_REFERENCE = "https://kas.readthedocs.io/en/latest/userguide/project-configuration.html"
-
-
-class BuildSystem(enum.Enum):
-    """What the container must allow; the value is kas's own spelling."""
-
-    OPENEMBEDDED = "openembedded"
-    ISAR_PRIVILEGED = "isar-privileged"
-    ISAR_ROOTLESS = "isar-rootless"
-
-    @classmethod
-    def named(cls, text: str) -> BuildSystem | None:
-        """What kas takes a build_system value to mean (None: not one of its names)."""
-        match text:
-            case "openembedded" | "oe":
-                return cls.OPENEMBEDDED
-            case "isar" | "isar-privileged":
-                return cls.ISAR_PRIVILEGED
-            case "isar-rootless":
-                return cls.ISAR_ROOTLESS
-        return None
-
-    @classmethod
-    def parse(cls, text: str, where: str) -> BuildSystem:
-        found = cls.named(text)
-        if text == "isar":
-            log.warning(
-                "%s: build_system 'isar' is deprecated and means isar-privileged; "
-                "write isar-privileged or isar-rootless",
-                where,
-            )
-        if found is not None:
-            return found
-        raise ConfigError(
-            f"unknown build_system {text!r}",
-            where=where,
-            fix="use one of openembedded, oe, isar-privileged, isar-rootless",
-        )
-
-    @property
-    def is_isar(self) -> bool:
-        return self is not BuildSystem.OPENEMBEDDED
 
 
 @dataclass(frozen=True)
@@ -510,19 +472,6 @@ def worktree_of(repo_dir: Path) -> Worktree | None:
 
 #: Characters a bind-mount source may not hold: --mount splits on ',', and a
 #: newline breaks every engine's option parsing.
-UNMOUNTABLE = (",", "\n", "\r")
-
-
-def check_mountable(path: Path, what: str) -> None:
-    """Refuse, before any engine is asked, a host dir that must be mounted but cannot be."""
-    if any(c in str(path) for c in UNMOUNTABLE):
-        raise ConfigError(
-            f"{what} {str(path)!r} has a comma or a line break in its path, "
-            "which container engines cannot mount",
-            fix="rename or move it (kasctl mounts its real path, so a symlink does not help)",
-        )
-
-
 def split_config_arg(arg: str) -> list[Path]:
     """`a.yml:b.yml` -> [a.yml, b.yml]; an empty part is an error, not ignored."""
     parts = arg.split(":")
@@ -559,7 +508,7 @@ def load(arg: str, build_system_override: BuildSystem | None = None) -> Config:
                 where=str(f.path),
                 fix="kas takes all files of a:b:c from one repository: move them into one",
             )
-    check_mountable(repo, "the config's repository")
+    mountable(repo, "the config's repository", fix=REAL_PATH_FIX, error=ConfigError)
     merged = check_includes(files, repo)
     if build_system_override is not None:
         build_system = build_system_override
@@ -819,7 +768,12 @@ def default_config(work_dir: Path, override: BuildSystem | None) -> Config | Non
     build_system = override or BuildSystem.parse(
         str(loaded.data.get("build_system", "openembedded")), str(path)
     )
-    check_mountable(repo.resolve(), "the repository recorded in .config.yaml")
+    mountable(
+        repo.resolve(),
+        "the repository recorded in .config.yaml",
+        fix=REAL_PATH_FIX,
+        error=ConfigError,
+    )
     return Config(files=(loaded,), repo_dir=repo.resolve(), build_system=build_system)
 
 
@@ -834,7 +788,7 @@ def load_kconfig(arg: str, override: BuildSystem | None) -> Config:
     )
     file = ConfigFile(path=path.resolve(), data={})
     repo = repo_dir_of(path)
-    check_mountable(repo, "the Kconfig's repository")
+    mountable(repo, "the Kconfig's repository", fix=REAL_PATH_FIX, error=ConfigError)
     return Config(files=(file,), repo_dir=repo, build_system=build_system)
 
 

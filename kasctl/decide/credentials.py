@@ -15,13 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kasctl.config import UNMOUNTABLE
 from kasctl.errors import UsageError
-
-USERDATA = "/var/kas/userdata"
-AGENT_SOCKET = "/ssh-agent/ssh-auth-sock"
-CACHE_SOCKET = f"{USERDATA}/.git-credential-cache/socket"
-CREDENTIAL_STORE = f"{USERDATA}/.git-credentials"
+from kasctl.layout import AGENT_SOCKET, CACHE_SOCKET, CREDENTIAL_STORE, USERDATA, mountable
 
 #: Variables naming a host file that kas reads: variable -> container path.
 FILE_VARIABLES = {
@@ -82,12 +77,7 @@ def _checked(raw: str, kind: str, what: str) -> str:
             f"{what} {raw!r} {'is not a ' + noun if exists else 'does not exist'}",
             fix=f"point {what} at an existing {noun}, or {drop}",
         )
-    if any(c in str(path) for c in UNMOUNTABLE):
-        raise UsageError(
-            f"{what} {raw!r} has a comma or a line break in its path, "
-            "which container engines cannot mount",
-            fix="move it, or link it from a plain path and pass that",
-        )
+    mountable(raw, what)
     return str(path)
 
 

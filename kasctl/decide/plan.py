@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from kasctl import __version__
-from kasctl.config import UNMOUNTABLE, BuildSystem, Config, Worktree
+from kasctl.build_system import BuildSystem
+from kasctl.config import Config, Worktree
 from kasctl.decide import credentials
 from kasctl.decide.credentials import Share
 from kasctl.decide.privileges import Grant, decide
 from kasctl.engine.image import ENTRYPOINT
-from kasctl.errors import UsageError
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
 from kasctl.inside.subids import (
     WORKING_RANGE,
@@ -28,13 +28,7 @@ from kasctl.inside.subids import (
     sufficient_host_count,
     too_small_to_work,
 )
-
-WORK = "/work"
-REPO = "/repo"
-#: The second config's repository (diff).
-REPO2 = "/repo2"
-#: A worktree's common git dir.
-REPO_COMMON = "/repo-common"
+from kasctl.layout import MANAGED_DIRS, REPO, REPO2, REPO_COMMON, WORK, mountable
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
@@ -54,19 +48,8 @@ PASSTHROUGH = (
 )
 PROXIES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "NO_PROXY")
 
-#: Host directories kas manages: variable, container path when outside the work dir.
-MANAGED_DIRS = (
-    ("KAS_BUILD_DIR", "/build"),
-    ("DL_DIR", "/downloads"),
-    ("SSTATE_DIR", "/sstate"),
-    ("KAS_BUILDTOOLS_DIR", "/buildtools"),
-    ("KAS_REPO_REF_DIR", "/repo-ref"),
-)
-
-#: Characters a bind-mount source may not contain: --mount splits on ',',
-#: and newlines break every engine's option parsing.
-
 LABEL_PREFIX = "io.kasctl"
+PATH_FIX = "rename or move it (or symlink it to a plain path and pass that)"
 
 
 @dataclass(frozen=True)
@@ -151,19 +134,13 @@ class RunPlan:
 
 
 def _check_path(path: Path, what: str) -> str:
-    text = str(path)
-    if any(c in text for c in UNMOUNTABLE):
-        raise UsageError(
-            f"{what} path {text!r} contains a comma or a newline, which engines cannot mount",
-            fix="rename or move it (or symlink it to a plain path and pass that)",
-        )
-    return text
+    return mountable(path, f"{what} path", fix=PATH_FIX)
 
 
 def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
     """Mount each managed dir outside the work dir; pass it as /work/... when inside."""
     mounts, env = [], []
-    for var, target in MANAGED_DIRS:
+    for var, target, _created in MANAGED_DIRS:
         value = req.env.get(var)
         if not value:
             continue

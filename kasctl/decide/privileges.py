@@ -10,10 +10,11 @@ was measured step by step (see README, "Privileges per cell").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from kasctl.config import BuildSystem
-from kasctl.errors import HostError
+from kasctl.build_system import BuildSystem
+from kasctl.errors import HostError, UsageError
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
 
 
@@ -263,3 +264,13 @@ def _cell(
                     grants = (SYSTEMPATHS, seccomp, *_apparmor(engine, host))
                     return Privileges(grants, mode)
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover
+
+
+def refuse_root(host: HostFacts, env: Mapping[str, str]) -> None:
+    """Builds run as a normal user: root only through sudo (which keeps the user's ids)."""
+    if host.uid == 0 and host.sudo_uid is None and env.get("KAS_ALLOW_ROOT") != "yes":
+        raise UsageError(
+            "refusing to run as root: builds should run as a normal user",
+            fix="run as your own user (or through sudo, which keeps your ids), "
+            "or set KAS_ALLOW_ROOT=yes if you really mean it",
+        )

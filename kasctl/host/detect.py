@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError, UsageError
 from kasctl.host.facts import (
     EngineFacts,

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kasctl import __version__
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError
 from kasctl.host.facts import EngineMode, EngineProbe, HostFacts, SystemFacts
 from kasctl.inside.subids import (

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import __version__
+from kasctl import __version__, flow
 from kasctl import cli as kasctl_cli
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.decide.credentials import CredentialOptions
 from kasctl.errors import UsageError
 from kasctl.input import cmdline, commands
 from kasctl.input.commands import Command
+from kasctl.input.options import Options
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -137,17 +138,15 @@ def test_an_unforeseen_host_error_is_one_line_without_traceback(
 # --------------------------------------------------------------------------
 
 
-def reached(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[kasctl_cli.Options, str]:
+def reached(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Options, str]:
     """cli.run on a parsed command line: the options and -c value run_kas is handed."""
-    got: list[tuple[kasctl_cli.Options, str]] = []
+    got: list[tuple[Options, str]] = []
 
-    def run_kas(
-        _given: cmdline.Parsed, _spec: Command, opts: kasctl_cli.Options, kas_cmd: str | None
-    ) -> int:
+    def run_kas(_given: cmdline.Parsed, _spec: Command, opts: Options, kas_cmd: str | None) -> int:
         got.append((opts, kas_cmd or ""))
         return 0
 
-    monkeypatch.setattr(kasctl_cli, "run_kas", run_kas)
+    monkeypatch.setattr(flow, "run_kas", run_kas)
     assert kasctl_cli.run(cmdline.parse(argv)) == 0
     (result,) = got
     return result

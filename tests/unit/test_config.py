@@ -16,14 +16,8 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kasctl.config import (
-    NEWEST_FORMAT,
-    BuildSystem,
-    ConfigFile,
-    load,
-    load_file,
-    split_config_arg,
-)
+from kasctl.build_system import BuildSystem
+from kasctl.config import NEWEST_FORMAT, ConfigFile, load, load_file, split_config_arg
 from kasctl.errors import EXIT_USAGE, ConfigError
 
 ISAR_ROOTLESS = """\

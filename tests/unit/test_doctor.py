@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kasctl import __version__
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError
 from kasctl.host.detect import host_facts, system_facts
 from kasctl.host.facts import EngineMode, EngineProbe, Helper, HostFacts, SystemFacts

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from kasctl import config
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 

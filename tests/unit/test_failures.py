@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import cli as kasctl_cli
-from kasctl.config import BuildSystem
+from kasctl import flow
+from kasctl.build_system import BuildSystem
 from kasctl.decide.plan import Mount, Request
-from kasctl.engine import engines, image
+from kasctl.engine import engines, image, launch
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.input.commands import COMMANDS
+from kasctl.input.options import Options
 from kasctl.report import doctor, failures
 from kasctl.report.failures import FailedTask, analyse, report, summarize
 
@@ -696,13 +696,13 @@ def test_report_never_raises(
 def run_plan_and_container(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, status: int
 ) -> str:
-    """Run cli._plan_and_run with a stand-in engine whose 'bitbake' leaves a failed log."""
+    """Run flow.plan_and_run with a stand-in engine whose 'bitbake' leaves a failed log."""
     work = tmp_path / "proj"
     work.mkdir()
     monkeypatch.delenv("KAS_BUILD_DIR", raising=False)
     monkeypatch.setattr(doctor, "preflight", lambda *_a, **_k: None)
     monkeypatch.setattr(image, "image_labels", lambda *_a: {"io.kasctl.version": "test"})
-    monkeypatch.setattr(kasctl_cli, "_remove_leftovers", lambda *_a: None)
+    monkeypatch.setattr(launch, "leftovers", lambda *_a: ([], []))
 
     def container(_plan: object) -> int:
         b = BuildDir(tmp_path)
@@ -720,9 +720,7 @@ def run_plan_and_container(
     )
     host = HostFacts(uid=1000, gid=1000, user="me", home=str(tmp_path))
     engine = EngineFacts(mode=EngineMode.ROOTFUL_PODMAN, binary="/usr/bin/podman", version="5")
-    result = kasctl_cli._plan_and_run(
-        req, host, engine, kasctl_cli.Options(), COMMANDS[command], None, work
-    )
+    result = flow.plan_and_run(req, host, engine, Options())
     assert result == status
     return str(work)
 

@@ -25,7 +25,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kasctl.config import NEWEST_FORMAT, BuildSystem, Config, load
+from kasctl.build_system import BuildSystem
+from kasctl.config import NEWEST_FORMAT, Config, load
 from kasctl.errors import EXIT_HOST, EXIT_USAGE, ConfigError, HostError, KasctlError
 from kasctl.inside.subids import ID_LIMIT, Extent, Range, SubidEntry, parse_id_map, parse_subid_file
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import __version__
-from kasctl import cli as kasctl_cli
-from kasctl.config import BuildSystem
+from kasctl import __version__, flow
+from kasctl.build_system import BuildSystem
 from kasctl.decide.plan import Request, RunPlan
-from kasctl.engine import engines, image
+from kasctl.engine import engines, image, launch
 from kasctl.errors import UsageError
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
-from kasctl.input.commands import COMMANDS
+from kasctl.input.options import Options
 from kasctl.report import doctor
 
 KASCTL = f"localhost/kasctl/kas-isar:{__version__}"
@@ -106,7 +105,7 @@ def _plan_and_run(
     build_system: BuildSystem,
     labels: dict[str, str],
 ) -> list[RunPlan]:
-    """cli._plan_and_run with the image's labels given and the container run recorded."""
+    """flow.plan_and_run with the image's labels given and the container run recorded."""
     work = tmp_path / "proj"
     work.mkdir()
     for var in ("KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR", "KAS_BUILDTOOLS_DIR"):
@@ -114,7 +113,7 @@ def _plan_and_run(
     monkeypatch.setenv("KAS_CONTAINER_IMAGE", "ghcr.io/siemens/kas/kas-isar:5.5")
     monkeypatch.setattr(doctor, "preflight", lambda *_a, **_k: None)
     monkeypatch.setattr(image, "image_labels", lambda *_a: labels)
-    monkeypatch.setattr(kasctl_cli, "_remove_leftovers", lambda *_a: None)
+    monkeypatch.setattr(launch, "leftovers", lambda *_a: ([], []))
     ran: list[RunPlan] = []
 
     def run(p: RunPlan) -> int:
@@ -131,7 +130,7 @@ def _plan_and_run(
     )
     host = HostFacts(uid=1000, gid=1000, user="me", home=str(tmp_path))
     engine = EngineFacts(mode=EngineMode.ROOTFUL_PODMAN, binary="/usr/bin/podman", version="5")
-    kasctl_cli._plan_and_run(req, host, engine, kasctl_cli.Options(), COMMANDS["shell"], None, work)
+    flow.plan_and_run(req, host, engine, Options())
     return ran
 
 

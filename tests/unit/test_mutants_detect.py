@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError, UsageError
 from kasctl.host import detect
 from kasctl.host.facts import EngineMode

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.decide.privileges import Privileges, decide
 from kasctl.errors import HostError
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, KvmDevice

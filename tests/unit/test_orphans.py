@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kasctl import __version__
-from kasctl.config import BuildSystem
+from kasctl.build_system import BuildSystem
 from kasctl.engine.orphans import Labelled, pid_alive, stale
 from kasctl.host.facts import EngineMode
 from tests.unit.test_plan import HOST, WORK_DIR, make_plan

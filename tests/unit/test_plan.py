@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kasctl.config import BuildSystem, Config, ConfigFile
+from kasctl.build_system import BuildSystem
+from kasctl.config import Config, ConfigFile
 from kasctl.decide.plan import Mount, Request, RunPlan, plan
 from kasctl.engine.engines import render
 from kasctl.engine.image import ENTRYPOINT

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from kasctl import cli as kasctl_cli
-from kasctl import spec
+from kasctl import flow, spec
 from kasctl.decide.credentials import CredentialOptions
 from kasctl.decide.plan import Request
 from kasctl.errors import UsageError
 from kasctl.host.facts import EngineFacts, EngineMode
 from kasctl.input import cmdline, commands
+from kasctl.input.options import Options
 from kasctl.inside import clean
 from kasctl.inside import entrypoint as ep
 from kasctl.spec import COMMAND_TABLE, KAS, OPTION_TABLE, OWN
@@ -126,18 +127,18 @@ def test_every_name_the_parser_accepts_comes_from_the_table() -> None:
 
 
 def test_options_has_exactly_the_table_fields_with_their_defaults() -> None:
-    opts = kasctl_cli.Options()
+    opts = Options()
     for option in OPTION_TABLE:
         assert getattr(opts, option.dest) == option.default
     with pytest.raises(AttributeError):
         _ = opts.not_an_option
     with pytest.raises(TypeError, match="not an option's field: bogus"):
-        kasctl_cli.Options({"bogus": 1})
+        Options({"bogus": 1})
     assert opts.credentials == CredentialOptions()
 
 
 def test_every_options_attribute_cli_reads_is_a_table_field() -> None:
-    own = {n for n in vars(kasctl_cli.Options) if not n.startswith("__")}
+    own = {n for n in vars(Options) if not n.startswith("__")}
     tree = ast.parse((ROOT / "kasctl" / "cli.py").read_text())
     read = {
         node.attr
@@ -155,7 +156,7 @@ def test_a_parsed_command_line_fills_only_table_fields() -> None:
     parsed = cmdline.parse(
         ["--isar", "--kvm", "-l", "info", "--ssh-dir", "/s", "build", "--json", "-c", "t"]
     )
-    opts = kasctl_cli.Options.given(parsed.options())
+    opts = Options.given(parsed.options())
     assert (opts.isar_privileged, opts.kvm, opts.log_level, opts.as_json, opts.cmd) == (
         True, True, "info", True, "t",
     )  # fmt: skip
@@ -170,7 +171,7 @@ def test_a_parsed_command_line_fills_only_table_fields() -> None:
 
 def test_cli_carries_out_exactly_the_tables_commands() -> None:
     own = {c.name for c in COMMAND_TABLE if c.runs == OWN}
-    assert set(kasctl_cli.OWN_COMMANDS) == own
+    assert set(flow.OWN_COMMANDS) == own
     assert set(commands.COMMANDS) == {c.name for c in COMMAND_TABLE if c.runs == KAS}
 
 
@@ -226,9 +227,9 @@ def test_kvm_and_log_level_reach_the_request(
     (tmp_path / "kas.yml").write_text("header:\n  version: 14\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KAS_ALLOW_ROOT", "yes")
-    monkeypatch.setattr(kasctl_cli.detect, "choose_engine", lambda *_: "podman")
+    monkeypatch.setattr(flow.detect, "choose_engine", lambda *_: "podman")
     monkeypatch.setattr(
-        kasctl_cli.detect,
+        flow.detect,
         "engine_facts",
         lambda *_: EngineFacts(mode=EngineMode.ROOTLESS_PODMAN, binary="podman", version="5"),
     )
@@ -238,7 +239,7 @@ def test_kvm_and_log_level_reach_the_request(
         got.append(req)
         return 0
 
-    monkeypatch.setattr(kasctl_cli, "_plan_and_run", plan_and_run)
+    monkeypatch.setattr(flow, "plan_and_run", plan_and_run)
     for argv, kvm, level in [
         (["build", "kas.yml"], False, None),
         (["--kvm", "-l", "info", "build", "kas.yml"], True, "info"),
