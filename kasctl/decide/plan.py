@@ -206,79 +206,38 @@ def _apparmor_warnings(build_system: BuildSystem, host: HostFacts) -> list[str]:
     return []
 
 
+Env = list[tuple[str, str]]
+
+
 def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
+    """The RunPlan: the privilege decision, then one small pure function per concern."""
     privileges = decide(req.build_system, engine, host, req.sudo_cmd, kvm=req.kvm)
     mode = privileges.mode
-    uid, gid = _user_ids(host)
-    keep_id = mode is EngineMode.ROOTLESS_DOCKER and uid != 0
-
-    mounts = [Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK)]
-    env: list[tuple[str, str]] = [
-        ("USER_ID", str(uid)),
-        ("GROUP_ID", str(gid)),
-        ("KAS_WORK_DIR", WORK),
-        ("KASCTL_BUILD_SYSTEM", req.build_system.value),
-        ("KASCTL_VERSION", __version__),
-    ]
-    if keep_id:
-        env.append(("KASCTL_KEEP_ID", "1"))
-    if privileges.kvm_gid is not None:
-        env.append(("KASCTL_KVM_GID", str(privileges.kvm_gid)))
+    keep_id = _keeps_id(mode, host)
     dir_mounts, dir_env = _managed_dirs(req)
-    mounts += dir_mounts
-    env += dir_env
-
-    command: list[str] = [req.command, *req.kas_args]
-    if req.kas_log_level is not None:  # kas takes -l only before its command
-        command[:0] = ["-l", req.kas_log_level]
-    if req.cleans and req.build_system.is_isar:
-        command.append(f"--{req.build_system.value}")
-    workdir = WORK
-    writable = req.writes_repo if req.repo_rw is None else req.repo_rw
-    for cfg, target in ((req.config, REPO), (req.config2, REPO2)):
-        if cfg is not None:
-            mounts.append(Mount(_check_path(cfg.repo_dir, "repository"), target, not writable))
-    if req.config is not None:
-        workdir = REPO
-        if req.worktree is not None and req.worktree_gitfile is not None:
-            common = _check_path(req.worktree.common_dir, "git common dir")
-            mounts.append(Mount(common, REPO_COMMON, not writable))
-            mounts.append(Mount(req.worktree_gitfile, f"{REPO}/.git", True))
-            if req.config.repo_dir == req.work_dir:
-                mounts.append(Mount(req.worktree_gitfile, f"{WORK}/.git", True))
-    if req.bitbake_args:
-        command += ["--", *req.bitbake_args]
-
-    if req.build_system is BuildSystem.ISAR_ROOTLESS and not mode.rootless:
-        # No user namespace: the ids Isar's namespaces use are real host ids.
-        env.append(("KASCTL_AVOID_UIDS", render_avoid(host.reserved_uids)))
-        env.append(("KASCTL_AVOID_GIDS", render_avoid(host.reserved_gids)))
-
-    names = PASSTHROUGH + (PROXIES if req.proxies_from_env else ())
-    env += [(n, req.env[n]) for n in names if req.env.get(n) and n != "TZ"]
-    mounts += [Mount(s.source, s.target, readonly=True) for s in req.shares]
-    env += credentials.environment(req.shares, req.env)
-    env += [("TZ", req.env["TZ"])] if req.env.get("TZ") else []
-    env += credentials.host_settings(req.env, host.localtime)
-
-    labels = (
-        (f"{LABEL_PREFIX}.version", __version__),
-        (f"{LABEL_PREFIX}.workdir", str(req.work_dir)),
-        (f"{LABEL_PREFIX}.pid", str(req.pid)),
-        (f"{LABEL_PREFIX}.host", host.hostname),
-    )
+    repo_mounts, workdir = _repositories(req)
     return RunPlan(
         mode=mode,
         binary=engine.binary,
         executor=privileges.executor,
         image=req.image,
         name=req.name,
-        labels=labels,
-        mounts=tuple(mounts),
-        env=tuple(env),
+        labels=_labels(req, host),
+        mounts=(
+            Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK),
+            *dir_mounts,
+            *repo_mounts,
+            *(Mount(s.source, s.target, readonly=True) for s in req.shares),
+        ),
+        env=(
+            *_identity(req, host, keep_id, privileges.kvm_gid),
+            *dir_env,
+            *_avoided_ids(req, mode, host),
+            *_environment(req, host),
+        ),
         grants=privileges.grants,
         workdir=workdir,
-        command=tuple(command),
+        command=_kas_command(req),
         tty=host.stdout_tty and host.stdin_tty,
         interactive=host.stdin_tty,
         init=not keep_id,
@@ -289,6 +248,88 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         ),
         runtime_args=req.runtime_args,
         entrypoint=ENTRYPOINT if req.build_system is BuildSystem.ISAR_ROOTLESS else (),
+    )
+
+
+def _keeps_id(mode: EngineMode, host: HostFacts) -> bool:
+    """Rootless docker: the entrypoint nests a namespace that keeps the user's id."""
+    return mode is EngineMode.ROOTLESS_DOCKER and _user_ids(host)[0] != 0
+
+
+def _identity(req: Request, host: HostFacts, keep_id: bool, kvm_gid: int | None) -> Env:
+    """Who builder is, and what the entrypoint is told about the run."""
+    uid, gid = _user_ids(host)
+    env = [
+        ("USER_ID", str(uid)),
+        ("GROUP_ID", str(gid)),
+        ("KAS_WORK_DIR", WORK),
+        ("KASCTL_BUILD_SYSTEM", req.build_system.value),
+        ("KASCTL_VERSION", __version__),
+    ]
+    if keep_id:
+        env.append(("KASCTL_KEEP_ID", "1"))
+    if kvm_gid is not None:
+        env.append(("KASCTL_KVM_GID", str(kvm_gid)))
+    return env
+
+
+def _kas_command(req: Request) -> tuple[str, ...]:
+    """kas's command line: `-l LEVEL` before the command, bitbake's args after `--`."""
+    command: list[str] = [req.command, *req.kas_args]
+    if req.kas_log_level is not None:  # kas takes -l only before its command
+        command[:0] = ["-l", req.kas_log_level]
+    if req.cleans and req.build_system.is_isar:
+        command.append(f"--{req.build_system.value}")
+    if req.bitbake_args:
+        command += ["--", *req.bitbake_args]
+    return tuple(command)
+
+
+def _repositories(req: Request) -> tuple[list[Mount], str]:
+    """The configs' repositories (read-only unless the command writes), and the start dir."""
+    mounts = []
+    writable = req.writes_repo if req.repo_rw is None else req.repo_rw
+    for cfg, target in ((req.config, REPO), (req.config2, REPO2)):
+        if cfg is not None:
+            mounts.append(Mount(_check_path(cfg.repo_dir, "repository"), target, not writable))
+    if req.config is None:
+        return mounts, WORK
+    if req.worktree is not None and req.worktree_gitfile is not None:
+        common = _check_path(req.worktree.common_dir, "git common dir")
+        mounts.append(Mount(common, REPO_COMMON, not writable))
+        mounts.append(Mount(req.worktree_gitfile, f"{REPO}/.git", True))
+        if req.config.repo_dir == req.work_dir:
+            mounts.append(Mount(req.worktree_gitfile, f"{WORK}/.git", True))
+    return mounts, REPO
+
+
+def _avoided_ids(req: Request, mode: EngineMode, host: HostFacts) -> Env:
+    """No user namespace around isar-rootless: the ids its namespaces use are real host ids."""
+    if req.build_system is not BuildSystem.ISAR_ROOTLESS or mode.rootless:
+        return []
+    return [
+        ("KASCTL_AVOID_UIDS", render_avoid(host.reserved_uids)),
+        ("KASCTL_AVOID_GIDS", render_avoid(host.reserved_gids)),
+    ]
+
+
+def _environment(req: Request, host: HostFacts) -> Env:
+    """kas-container's passed-through variables, the credentials' and the host's settings."""
+    names = PASSTHROUGH + (PROXIES if req.proxies_from_env else ())
+    env = [(n, req.env[n]) for n in names if req.env.get(n) and n != "TZ"]
+    env += credentials.environment(req.shares, req.env)
+    env += [("TZ", req.env["TZ"])] if req.env.get("TZ") else []
+    env += credentials.host_settings(req.env, host.localtime)
+    return env
+
+
+def _labels(req: Request, host: HostFacts) -> tuple[tuple[str, str], ...]:
+    """What a later kasctl needs to find this container again and judge it left over."""
+    return (
+        (f"{LABEL_PREFIX}.version", __version__),
+        (f"{LABEL_PREFIX}.workdir", str(req.work_dir)),
+        (f"{LABEL_PREFIX}.pid", str(req.pid)),
+        (f"{LABEL_PREFIX}.host", host.hostname),
     )
 
 
