@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 
 from kasctl.build_system import BuildSystem
+from kasctl.decide import privileges
 from kasctl.decide.privileges import decide
-from kasctl.errors import HostError
+from kasctl.errors import HostError, UsageError
 from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
 
 HOST = HostFacts(
@@ -91,3 +92,15 @@ def test_label_disable_only_where_selinux_enforces_and_the_engine_labels() -> No
     # a docker daemon without --selinux-enabled does not label its containers
     assert label not in flags(EngineMode.SYSTEM_DOCKER, enforcing, kvm=False, selinux=False)
     assert label not in flags(EngineMode.ROOTLESS_PODMAN, HOST, kvm=False, selinux=True)
+
+
+def test_root_is_refused_unless_through_sudo_or_allowed() -> None:
+    root = HostFacts(uid=0, gid=0, user="root", home="/root")
+    with pytest.raises(UsageError, match="refusing to run as root") as raised:
+        privileges.refuse_root(root, {})
+    assert raised.value.fix is not None and "KAS_ALLOW_ROOT=yes" in raised.value.fix
+    with pytest.raises(UsageError):
+        privileges.refuse_root(root, {"KAS_ALLOW_ROOT": "1"})  # only the exact word counts
+    privileges.refuse_root(root, {"KAS_ALLOW_ROOT": "yes"})
+    privileges.refuse_root(replace(root, sudo_uid=1000, sudo_gid=1000), {})  # sudo keeps the ids
+    privileges.refuse_root(HostFacts(uid=1000, gid=1000, user="me", home="/home/me"), {})
