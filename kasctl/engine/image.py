@@ -118,12 +118,16 @@ def foreign_image_error(image: str, env: Mapping[str, str]) -> UsageError:
     )
 
 
+#: The kasctl package itself (this module is kasctl/engine/image.py).
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
 def _data_dir() -> Path:
     """Dockerfile and container/: inside the wheel, or in a source checkout."""
-    packaged = Path(__file__).resolve().parent / "data"
+    packaged = PACKAGE / "data"
     if (packaged / "Dockerfile").is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent
+    return PACKAGE.parent
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -137,7 +141,7 @@ def write_self_wheel(dest: Path) -> Path:
     The image needs only the entrypoint's stdlib-only modules, but carrying
     the whole package keeps one version of the truth on both sides.
     """
-    package = Path(__file__).resolve().parent
+    package = PACKAGE
     dist = f"kasctl-{__version__}.dist-info"
     wheel = dest / f"kasctl-{__version__}-py3-none-any.whl"
     files: list[tuple[str, bytes]] = [

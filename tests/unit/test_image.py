@@ -160,3 +160,25 @@ def test_other_images_and_build_systems_run(
     assert len(ran) == 1
     forced = build_system is BuildSystem.ISAR_ROOTLESS
     assert ran[0].entrypoint == (image.ENTRYPOINT if forced else ())
+
+
+def test_the_image_gets_the_whole_package_and_the_build_context(tmp_path: Path) -> None:
+    """The wheel for the image carries every kasctl module (the entrypoint imports its own
+    package), and the Dockerfile and container files are found beside the package."""
+    import zipfile
+
+    wheel = image.write_self_wheel(tmp_path)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {
+        "kasctl/__init__.py",
+        "kasctl/spec.py",
+        "kasctl/errors.py",
+        "kasctl/inside/__init__.py",
+        "kasctl/inside/entrypoint.py",
+        "kasctl/inside/subids.py",
+        "kasctl/inside/clean.py",
+    } <= names
+    data = image._data_dir()
+    assert (data / "Dockerfile").is_file()
+    assert (data / "container" / "sudo-blocked").is_file()
+    assert (data / "container" / "bwrap-merged-usr").is_file()
