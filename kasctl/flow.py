@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from kasctl import config
 from kasctl.build_system import BuildSystem
+from kasctl.config import read
 from kasctl.decide import privileges
 from kasctl.decide.plan import Request, RunPlan, plan, worktree_gitfile_text
 from kasctl.engine import engines, image, launch
@@ -92,7 +92,7 @@ def plan_and_run(req: Request, host: HostFacts, engine: EngineFacts, opts: Optio
         build_dir = Path(request.build_dir(req.work_dir, req.env))
         failures.report(build_dir, run_plan.mounts, started)
     if status == 0 and COMMANDS[req.command].kconfig and req.config is not None:
-        config.remember_source_dir(req.work_dir, req.config.repo_dir)
+        read.remember_source_dir(req.work_dir, req.config.repo_dir)
     return status
 
 
@@ -138,7 +138,7 @@ def doctor_command(given: cmdline.Parsed, opts: Options) -> int:
     """Check this host for a build: one line per check, with the fix. 0 when it can work."""
     override = opts.build_system_override()
     if given.args:
-        build_system = config.load(given.args[0], override).build_system
+        build_system = read.load(given.args[0], override).build_system
     else:
         build_system = override or BuildSystem.ISAR_ROOTLESS
     env = os.environ

@@ -15,7 +15,8 @@ from typing import Any
 
 from kasctl import __version__
 from kasctl.build_system import BuildSystem
-from kasctl.config import Config, Worktree
+from kasctl.config.read import Config
+from kasctl.config.repo import Worktree
 from kasctl.decide import credentials
 from kasctl.decide.credentials import Share
 from kasctl.decide.privileges import Grant, decide

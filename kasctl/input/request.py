@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kasctl import config
 from kasctl.build_system import BuildSystem
-from kasctl.config import Config
+from kasctl.config import read, repo
+from kasctl.config.read import Config
 from kasctl.decide import credentials
 from kasctl.decide.plan import Request
 from kasctl.engine import image
@@ -72,7 +72,7 @@ def build(
         shares=shares,
         kvm=bool(opts.kvm),
         kas_log_level=opts.log_level,
-        worktree=config.worktree_of(cfg.repo_dir) if cfg else None,
+        worktree=repo.worktree_of(cfg.repo_dir) if cfg else None,
     )
 
 
@@ -121,13 +121,13 @@ def load_configs(
     """The configs named on the command line (or menu's default), and kas's rewritten args."""
     named = parsed.configs()
     if spec.kconfig:
-        kconfig = config.load_kconfig(named[0] if named else "Kconfig", override)
+        kconfig = read.load_kconfig(named[0] if named else "Kconfig", override)
         path = kconfig.container_paths(REPO)[0]
         return kconfig, None, parsed.with_configs([path]) if named else (*parsed.args, path)
     if not named:
-        return config.default_config(work_dir, override), None, parsed.args
-    first = config.load(named[0], override)
-    second = config.load(named[1], override) if len(named) > 1 else None
+        return read.default_config(work_dir, override), None, parsed.args
+    first = read.load(named[0], override)
+    second = read.load(named[1], override) if len(named) > 1 else None
     rewritten = [":".join(first.container_paths(REPO))]
     if second is not None:
         rewritten.append(":".join(second.container_paths(REPO2)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kasctl.build_system import BuildSystem
-from kasctl.config import load
+from kasctl.config.read import load
 from kasctl.errors import ConfigError
 from tests.unit.test_config import (
     _no_enclosing_repository,  # noqa: F401 (an autouse fixture: keeps git out of tmp_path)

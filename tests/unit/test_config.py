@@ -17,7 +17,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kasctl.build_system import BuildSystem
-from kasctl.config import NEWEST_FORMAT, ConfigFile, load, load_file, split_config_arg
+from kasctl.config.files import ConfigFile, load_file
+from kasctl.config.read import load, split_config_arg
+from kasctl.config.validate import NEWEST_FORMAT
 from kasctl.errors import EXIT_USAGE, ConfigError
 
 ISAR_ROOTLESS = """\
@@ -589,7 +591,7 @@ def test_load_file_fuzz_structured(
 
 
 def test_menu_kconfig_names_the_build_system_and_its_repository(tmp_path: Path) -> None:
-    from kasctl.config import load_kconfig, remember_source_dir
+    from kasctl.config.read import load_kconfig, remember_source_dir
 
     kconfig = tmp_path / "Kconfig"
     kconfig.write_text(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kasctl import config
+from kasctl.config import files, validate
 from kasctl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -25,8 +25,8 @@ def entries() -> list[Path]:
 def test_a_warm_run_imports_neither_yaml_nor_jsonschema(tmp_path: Path) -> None:
     (tmp_path / "kas.yml").write_text(VALID)
     probe = (
-        "import json, sys; from pathlib import Path; from kasctl import config; "
-        "f = config.load_file(Path('kas.yml')); "
+        "import json, sys; from pathlib import Path; from kasctl.config import files; "
+        "f = files.load_file(Path('kas.yml')); "
         "print(json.dumps([f.data, 'yaml' in sys.modules, 'jsonschema' in sys.modules]))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -52,9 +52,9 @@ def test_a_warm_run_imports_neither_yaml_nor_jsonschema(tmp_path: Path) -> None:
 def test_a_hit_gives_the_same_data_and_lines(tmp_path: Path) -> None:
     path = tmp_path / "kas.yml"
     path.write_text(VALID)
-    read = config.load_file(path)
+    read = files.load_file(path)
     assert len(entries()) == 1
-    remembered = config.load_file(path)
+    remembered = files.load_file(path)
     assert remembered.data == read.data
     assert remembered.lines == read.lines
     assert remembered.lines[("header", "includes", 0)] == 4
@@ -63,20 +63,20 @@ def test_a_hit_gives_the_same_data_and_lines(tmp_path: Path) -> None:
 def test_an_edited_file_is_read_again(tmp_path: Path) -> None:
     path = tmp_path / "kas.yml"
     path.write_text(VALID)
-    config.load_file(path)
+    files.load_file(path)
     path.write_text(VALID.replace("qemuamd64", "qemuarm64"))
-    assert config.load_file(path).data["machine"] == "qemuarm64"
+    assert files.load_file(path).data["machine"] == "qemuarm64"
     path.write_text(VALID + "machin: typo\n")
     with pytest.raises(ConfigError) as error:
-        config.load_file(path)
+        files.load_file(path)
     assert error.value.where == f"{path}:6"
     assert len(entries()) == 2  # the two valid versions; never the invalid one
 
 
 def test_yaml_and_json_of_the_same_bytes_are_apart() -> None:
     text = '{"header": {"version": 14}}'
-    assert config._verdict_key(".json", text) != config._verdict_key(".yml", text)
-    assert config._verdict_key(".yml", text) == config._verdict_key(".yaml", text)
+    assert validate.verdict_key(".json", text) != validate.verdict_key(".yml", text)
+    assert validate.verdict_key(".yml", text) == validate.verdict_key(".yaml", text)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +91,10 @@ def test_yaml_and_json_of_the_same_bytes_are_apart() -> None:
 def test_a_corrupt_entry_is_read_again_and_repaired(tmp_path: Path, garbage: str) -> None:
     path = tmp_path / "kas.yml"
     path.write_text(VALID)
-    first = config.load_file(path)
+    first = files.load_file(path)
     [entry] = entries()
     entry.write_text(garbage.replace("%s", entry.stem))
-    assert config.load_file(path).data == first.data
+    assert files.load_file(path).data == first.data
     assert json.loads(entry.read_text())["value"]["data"] == first.data
 
 
@@ -106,10 +106,10 @@ def test_an_unusable_cache_dir_costs_only_the_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     path = tmp_path / "kas.yml"
     path.write_text(VALID)
-    assert config.load_file(path).data["machine"] == "qemuamd64"
+    assert files.load_file(path).data["machine"] == "qemuamd64"
     path.write_text("header: {version: 14}\nmachin: x\n")
     with pytest.raises(ConfigError):
-        config.load_file(path)
+        files.load_file(path)
 
 
 def test_a_file_that_warns_is_not_remembered(
@@ -120,6 +120,6 @@ def test_a_file_that_warns_is_not_remembered(
     for _ in range(2):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kasctl"):
-            assert config.load_file(path).data["machine"] == "qemuarm64"
+            assert files.load_file(path).data["machine"] == "qemuarm64"
         assert "given twice" in caplog.text
     assert entries() == []

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kasctl import config
 from kasctl.build_system import BuildSystem
+from kasctl.config import read
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
 
 def test_isar_example_builds_rootless_from_a_pinned_isar_with_its_own_fragments() -> None:
-    cfg = config.load(str(EXAMPLES / "isar-rootless-qemuamd64.yml"))
+    cfg = read.load(str(EXAMPLES / "isar-rootless-qemuamd64.yml"))
     assert cfg.build_system is BuildSystem.ISAR_ROOTLESS
     data = cfg.files[0].data
     isar = data["repos"]["isar"]

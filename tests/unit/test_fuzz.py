@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kasctl.build_system import BuildSystem
-from kasctl.config import NEWEST_FORMAT, Config, load
+from kasctl.config.read import Config, load
+from kasctl.config.validate import NEWEST_FORMAT
 from kasctl.errors import EXIT_HOST, EXIT_USAGE, ConfigError, HostError, KasctlError
 from kasctl.inside.subids import ID_LIMIT, Extent, Range, SubidEntry, parse_id_map, parse_subid_file
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from kasctl.build_system import BuildSystem
-from kasctl.config import Config, ConfigFile
+from kasctl.config.files import ConfigFile
+from kasctl.config.read import Config
 from kasctl.decide.plan import Mount, Request, RunPlan, plan
 from kasctl.engine.engines import render
 from kasctl.engine.image import ENTRYPOINT
@@ -579,7 +580,7 @@ def test_warns_when_apparmor_restricts_userns_without_rootlesskit(mode: EngineMo
 
 
 def test_worktree_gets_its_common_dir_and_a_rewritten_dot_git(tmp_path: Path) -> None:
-    from kasctl.config import worktree_of
+    from kasctl.config.repo import worktree_of
     from kasctl.decide.plan import worktree_gitfile_text
 
     main = tmp_path / "main"
