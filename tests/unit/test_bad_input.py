@@ -613,7 +613,10 @@ def _snapshot(root: Path) -> dict[str, tuple[object, ...]]:
             st = path.lstat()
             content: object = None
             if stat.S_ISREG(st.st_mode):
-                content = hashlib.sha256(path.read_bytes()).hexdigest()
+                try:
+                    content = hashlib.sha256(path.read_bytes()).hexdigest()
+                except PermissionError:  # a mode-0 case file, run as a normal user
+                    content = "unreadable"
             elif stat.S_ISLNK(st.st_mode):
                 content = os.readlink(path)
             seen[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns, content)
