@@ -39,6 +39,10 @@ cd "$work"
 # tests that start a python of their own (python -c 'import kasctl...') get the mutated
 # copy, and tests/mutation/boot.py lets such a child find mutmut's config
 export KASCTL_MUTMUT_ROOT="$work/mutants" KASCTL_MUTMUT_BOOT="$work/tests/mutation/boot.py"
+# mutants/ must exist before python starts: a PYTHONPATH entry that is missing then is
+# cached as holding nothing, and a first run's tests then fail to import (`No module
+# named 'tests'`, mutmut: BadTestExecutionCommandsException)
+mkdir -p "$work/mutants"
 export PYTHONPATH="$work/mutants${PYTHONPATH:+:$PYTHONPATH}"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo 'import os; b = os.environ.get("KASCTL_MUTMUT_BOOT"); b and exec(open(b).read())' \
