@@ -155,7 +155,7 @@ def _subids(root: Path, path: str) -> tuple[tuple[SubidEntry, ...], str | None]:
     try:
         return parse_subid_file(_read(root, path) or ""), None
     except HostError as exc:
-        return (), f"{path}: {exc.message}"
+        return (), f"{root / path.lstrip('/')}: {exc.message}"
 
 
 def _cgroup(root: Path) -> str:
@@ -240,7 +240,7 @@ def system_facts(home: str, root: Path = Path("/"), full: bool = True) -> System
     )
 
 
-def host_facts(root: Path = Path("/"), *, full: bool = False) -> HostFacts:
+def host_facts(root: str | Path = "/", *, full: bool = False) -> HostFacts:
     """Read the host once: the user, its sub-ids, the kernel's and the host files' settings.
 
     `full` adds what only `kasctl doctor` judges (cgroups, /dev/net/tun,
@@ -248,6 +248,7 @@ def host_facts(root: Path = Path("/"), *, full: bool = False) -> HostFacts:
     planner and the preflight need. `root` is where the host's files are
     read from (tests point it at a tree of their own).
     """
+    root = Path(root)
     uid, gid = os.getuid(), os.getgid()
     try:
         entry = pwd.getpwuid(uid)

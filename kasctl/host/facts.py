@@ -157,4 +157,4 @@ class HostFacts:
     #: /dev/kvm, when it is a character device.
     kvm: KvmDevice | None = None
     #: The kernel's and the host files' settings that doctor and the preflight judge.
-    system: SystemFacts = field(default_factory=SystemFacts)
+    system: SystemFacts = field(default_factory=SystemFacts, compare=False)
