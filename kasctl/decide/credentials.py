@@ -145,7 +145,7 @@ def host_settings(env: Mapping[str, str], localtime: str | None) -> list[tuple[s
     if shell:
         out.append(("SHELL", shell if Path(shell).name in SHELLS else "/bin/bash"))
     if not env.get("TZ") and localtime and "zoneinfo/" in localtime:
-        out.append(("TZ", localtime.split("zoneinfo/", 1)[1]))
+        out.append(("TZ", localtime.rsplit("zoneinfo/", 1)[1]))
     return out
 
 
