@@ -33,9 +33,15 @@ fi
 # a fresh copy of the checkout (tracked and new files), keeping the old mutants/
 mkdir -p "$work"
 find "$work" -mindepth 1 -maxdepth 1 ! -name mutants -exec rm -rf {} +
-(cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) \
+# (safe.directory: the checkout may belong to another user than the one running this)
+(cd "$repo" && git -c safe.directory="$repo" ls-files -co --exclude-standard -z \
+    | tar --null -T - -cf -) \
     | tar -xf - -C "$work"
 cd "$work"
+# pytest's temp dirs of its own: another run by the same user may leave trees its
+# clean-up of old temp dirs trips on
+mkdir -p "$work/tmp"
+export TMPDIR="$work/tmp"
 # tests that start a python of their own (python -c 'import kasctl...') get the mutated
 # copy, and tests/mutation/boot.py lets such a child find mutmut's config
 export KASCTL_MUTMUT_ROOT="$work/mutants" KASCTL_MUTMUT_BOOT="$work/tests/mutation/boot.py"
