@@ -143,6 +143,7 @@ def test_rootless_docker_openembedded_says_why_it_needs_the_seccomp_profile() ->
         (0o646, 108, None),  # the group cannot, others can: no group
         (0o667, 108, None),  # others may also execute: still no group needed
         (0o670, 108, 108),  # the group may also execute: still the group
+        (0o661, 108, 108),  # others may execute only: the group, whatever the x bit
     ],
 )
 def test_kvm_needs_read_and_write_for_others_to_go_without_its_group(
