@@ -33,6 +33,7 @@ inside the image too, started by the entrypoint. `purge` stays with kas.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -381,6 +382,22 @@ class _Remover:
         return False
 
 
+def _allow_open_files() -> None:
+    """Raise the soft limit on open files to the hard one.
+
+    The walk holds two descriptors per level (the directory and its listing),
+    so a tree some 500 levels deep exhausts the common soft limit of 1024,
+    which is kept low only for programs that use select(); the hard limit is
+    there to be asked for.
+    """
+    import resource  # only a clean needs it
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def clean(
     command: str,
     build_dir: str,
@@ -400,6 +417,7 @@ def clean(
     long clean shows progress. `mounts` defaults to the mount table.
     """
     check_dirs(command, build_dir, env, work_dir, home)
+    _allow_open_files()
     remover = _Remover(dry_run, mount_points() if mounts is None else mounts, WORKERS)
     report = Report()
     for path in targets(command, build_dir, env):
