@@ -204,7 +204,6 @@ def _walk_includes(
     memo: dict[Path, Merged] = {}
 
     def visit(f: ConfigFile, chain: tuple[Path, ...]) -> Merged:
-        seen.append(f)
         header = f.data.get("header")
         includes = header.get("includes") if isinstance(header, dict) else None
         merged = Merged()
@@ -238,6 +237,7 @@ def _walk_includes(
                     raise
                 memo[key] = visit(included, (*chain, key))
             merged = merged.then(memo[key])
+        seen.append(f)  # after its includes: kas's merge order, which _local_repos follows
         return merged.then(_own_merge(f))
 
     merged = Merged()

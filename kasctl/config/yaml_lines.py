@@ -64,10 +64,12 @@ def compose_with_lines(text: str, shown: str) -> tuple[Any, dict[tuple[Any, ...]
         walk(node, ())
         data = loader.construct_document(node)
     except RecursionError:
+        # PyYAML's composer and walk() recurse once per level: only nesting hundreds of
+        # levels deep gets here (an alias to its own anchor is walked once: see `seen`)
         raise ConfigError(
-            "a YAML alias refers to itself",
+            "the YAML nests too deeply to be read (hundreds of levels)",
             where=shown,
-            fix="an alias (*name) must not stand inside the value its anchor (&name) marks",
+            fix="a kas config needs only a few levels of nesting: flatten the deep value",
         ) from None
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         # PyYAML's constructors raise these for values like `!!int x` or 2001-02-30

@@ -120,7 +120,7 @@ CASES = [
     Case(
         "config-not-readable",
         ("build", "--dry-run", "secret.yml"),
-        ("secret.yml: config file is not readable", "check its mode and owner"),
+        ("secret.yml: config file is not readable", "kasctl: fix: check its mode and owner"),
         files={"secret.yml": VALID},
         prepare=_chmod("secret.yml", 0),
         as_nobody=True,
@@ -128,7 +128,10 @@ CASES = [
     Case(
         "config-dir-not-searchable",
         ("build", "--dry-run", "locked/kas.yml"),
-        ("locked/kas.yml: config file cannot be reached: permission denied",),
+        (
+            "locked/kas.yml: config file cannot be reached: permission denied",
+            "kasctl: fix: check the modes of the directories on its path",
+        ),
         prepare=_locked_dir,
         as_nobody=True,
     ),

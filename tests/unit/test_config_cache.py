@@ -14,7 +14,8 @@ import pytest
 from kasctl.config import files, validate
 from kasctl.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+#: Where the child imports kasctl from: wherever this test imported it (a mutated copy, say).
+ROOT = Path(files.__file__).resolve().parents[2]
 VALID = "header:\n  version: 14\n  includes:\n    - other.yml\nmachine: qemuamd64\n"
 
 
