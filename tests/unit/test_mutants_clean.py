@@ -509,3 +509,30 @@ def test_each_removed_path_is_on_stdout_before_the_report_at_the_end(
         f"{build}/tmpfile",
         f"kasctl: left: {stuck}: {MP}",
     ]
+
+
+def test_a_clean_asks_for_the_hard_limit_of_open_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deep tree needs two descriptors per level: the soft limit is raised to the hard one,
+    left alone when they agree, and a refusal to raise it does not stop the clean."""
+    import resource
+
+    calls: list[tuple[int, tuple[int, int]]] = []
+    limits = {"now": (1024, 20000)}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", lambda which, pair: calls.append((which, pair)))
+    clean._allow_open_files()
+    assert calls == [(resource.RLIMIT_NOFILE, (20000, 20000))]
+
+    calls.clear()
+    limits["now"] = (4096, 4096)
+    clean._allow_open_files()
+    assert calls == []
+
+    limits["now"] = (1024, resource.RLIM_INFINITY)
+    for refusal in (ValueError("not allowed above nr_open"), PermissionError(1, "EPERM")):
+
+        def refuse(which: int, pair: tuple[int, int], exc: Exception = refusal) -> None:
+            raise exc
+
+        monkeypatch.setattr(resource, "setrlimit", refuse)
+        clean._allow_open_files()  # swallowed: the clean goes on with the limit it has

@@ -262,3 +262,13 @@ def test_the_apparmor_warning_names_the_sysctl_and_both_fixes() -> None:
     assert "(kernel.apparmor_restrict_unprivileged_userns=1)" in warning
     assert "no rootlesskit AppArmor profile" in warning
     assert warning.endswith("install one that allows userns, or set the sysctl to 0")
+
+
+def test_rootless_docker_keeps_the_users_id_by_the_uid_alone() -> None:
+    """The nested keep-id namespace is for a non-root builder: its uid decides, not its gid."""
+    RD = EngineMode.ROOTLESS_DOCKER
+    in_root_group = plan(request(BuildSystem.ISAR_ROOTLESS), replace(HOST, gid=0), engine(RD))
+    assert ("KASCTL_KEEP_ID", "1") in in_root_group.env and not in_root_group.init
+    root_user = replace(HOST, uid=0, gid=1000)
+    as_root = plan(request(BuildSystem.ISAR_ROOTLESS), root_user, engine(RD))
+    assert "KASCTL_KEEP_ID" not in dict(as_root.env) and as_root.init

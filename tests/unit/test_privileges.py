@@ -104,3 +104,13 @@ def test_root_is_refused_unless_through_sudo_or_allowed() -> None:
     privileges.refuse_root(root, {"KAS_ALLOW_ROOT": "yes"})
     privileges.refuse_root(replace(root, sudo_uid=1000, sudo_gid=1000), {})  # sudo keeps the ids
     privileges.refuse_root(HostFacts(uid=1000, gid=1000, user="me", home="/home/me"), {})
+
+
+def test_the_refusal_of_root_says_what_and_both_ways_out() -> None:
+    with pytest.raises(UsageError) as raised:
+        privileges.refuse_root(HostFacts(uid=0, gid=0, user="root", home="/root"), {})
+    assert raised.value.message == "refusing to run as root: builds should run as a normal user"
+    assert raised.value.fix == (
+        "run as your own user (or through sudo, which keeps your ids), "
+        "or set KAS_ALLOW_ROOT=yes if you really mean it"
+    )
