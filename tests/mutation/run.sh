@@ -60,7 +60,7 @@ status=0
 echo "wall time: $(($(date +%s) - start)) s (mutmut run --max-children $children $*)"
 
 "$venv/bin/mutmut" results --all true >results.txt || true
-"$venv/bin/python" - "$@" <<'EOF'
+"$venv/bin/python" - "$@" <<'EOF' || status=$?
 import fnmatch
 import re
 import sys
@@ -79,7 +79,7 @@ for line in open("results.txt"):
     module = m.group(1).split(".x_")[0].split(".xǁ")[0]
     status = m.group(2).strip()
     counts.setdefault(module, Counter())[status] += 1
-    if status == "survived":
+    if status in ("survived", "no tests"):
         survivors.append(name)
 total = Counter()
 print(f"{'module':28} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'kill rate':>9}")
@@ -101,5 +101,42 @@ if others:
 if survivors:
     print("\nsurvived:")
     print("\n".join(f"  {s}" for s in survivors))
+
+# Every survivor (and mutant no test reaches) must be explained in tests/MUTATION.md,
+# under its module's heading (`### kasctl/decide/plan.py`), as "`function` 3, 7, 12-14"
+# (a method as `Class.method`).
+sections: dict[str, str] = {}
+current = None
+for line in open("tests/MUTATION.md"):
+    heading = re.match(r"### (kasctl/\S+)\.py\s*$", line)
+    if heading:
+        current = heading.group(1).replace("/", ".")
+        sections[current] = ""
+    elif line.startswith("## "):
+        current = None
+    elif current:
+        sections[current] += line
+
+
+def explained(name: str) -> bool:
+    m = re.match(r"(.+?)\.(x_|xǁ)(.+)__mutmut_(\d+)$", name)
+    if not m:
+        return False
+    module, kind, func, number = m.groups()
+    func = func.replace("ǁ", ".") if kind == "xǁ" else func
+    text = sections.get(module, "")
+    pattern = "`" + re.escape(func) + r"`((?:[ ,]*(?:and )?\d+(?:[-–]\d+)?)+)"
+    for hit in re.finditer(pattern, text):
+        for part in re.findall(r"\d+(?:[-–]\d+)?", hit.group(1)):
+            lo, _, hi = part.replace("–", "-").partition("-")
+            if int(lo) <= int(number) <= int(hi or lo):
+                return True
+    return False
+
+
+unexplained = [s for s in survivors if not explained(s)]
+print(f"\nunexplained (not in tests/MUTATION.md): {len(unexplained)}")
+print("\n".join(f"  {s}" for s in unexplained))
+sys.exit(1 if unexplained else 0)
 EOF
 exit "$status"

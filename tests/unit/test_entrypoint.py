@@ -159,3 +159,10 @@ def test_newuidmap_and_newgidmap_are_the_only_setuid_binaries_allowed(tmp_path: 
     assert ep.setid_binaries(str(tmp_path)) == ["/usr/sbin/unix_chkpwd"]
     (tmp_path / "usr/sbin/unix_chkpwd").chmod(0o755)
     assert ep.setid_binaries(str(tmp_path)) == []
+
+
+def test_any_letter_may_stand_in_the_checkout_path(tmp_path: Path) -> None:
+    """Only a relative path or a line break or NUL is refused, not ordinary names."""
+    gitconfig = tmp_path / "gitconfig"
+    env = {"GITLAB_CI": "true", "CI_PROJECT_DIR": "/builds/XYZ-group/X"}
+    assert ep.gitlab_safe_directories(env, str(gitconfig)) == ["/builds/XYZ-group/X"]
