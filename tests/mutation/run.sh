@@ -125,9 +125,12 @@ def explained(name: str) -> bool:
     module, kind, func, number = m.groups()
     func = func.replace("ǁ", ".") if kind == "xǁ" else func
     text = sections.get(module, "")
-    pattern = "`" + re.escape(func) + r"`((?:[ ,]*(?:and )?\d+(?:[-–]\d+)?)+)"
-    for hit in re.finditer(pattern, text):
-        for part in re.findall(r"\d+(?:[-–]\d+)?", hit.group(1)):
+    # numbers after the name, each maybe followed by what it changes in parentheses
+    numbers = r"`((?:[ ,]*(?:and )?\d+(?:[-–]\d+)?(?: \([^()]*\))?)+)"
+    names = {func, func.rpartition(".")[2]}  # `Class.method`, or the method among its class's
+    for hit in (h for n in names for h in re.finditer("`" + re.escape(n) + numbers, text)):
+        listed = re.sub(r"\([^()]*\)", "", hit.group(1))
+        for part in re.findall(r"\d+(?:[-–]\d+)?", listed):
             lo, _, hi = part.replace("–", "-").partition("-")
             if int(lo) <= int(number) <= int(hi or lo):
                 return True
