@@ -126,7 +126,7 @@ def explained(name: str) -> bool:
     func = func.replace("ǁ", ".") if kind == "xǁ" else func
     text = sections.get(module, "")
     # numbers after the name, each maybe followed by what it changes in parentheses
-    numbers = r"`((?:[ ,]*(?:and )?\d+(?:[-–]\d+)?(?: \([^()]*\))?)+)"
+    numbers = r"`((?:[\s,]*(?:and )?\d+(?:[-–]\d+)?(?:\s*\([^()]*\))?)+)"
     names = {func, func.rpartition(".")[2]}  # `Class.method`, or the method among its class's
     for hit in (h for n in names for h in re.finditer("`" + re.escape(n) + numbers, text)):
         listed = re.sub(r"\([^()]*\)", "", hit.group(1))

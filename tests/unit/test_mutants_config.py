@@ -812,6 +812,10 @@ def test_the_menu_s_recorded_repository_must_be_mountable(tmp_path: Path) -> Non
     assert info.value.message.startswith(
         f"the repository recorded in .config.yaml {str(source)!r} has a comma"
     )
+    # kasctl mounts the real path: a symlink to it would not help, and the fix says so
+    assert info.value.fix == (
+        "rename or move it (kasctl mounts its real path, so a symlink does not help)"
+    )
 
 
 def test_a_yaml_round_trip_of_the_record(tmp_path: Path) -> None:
