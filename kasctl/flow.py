@@ -83,7 +83,8 @@ def plan_and_run(req: Request, host: HostFacts, engine: EngineFacts, opts: Optio
     if opts.dry_run:
         _show(run_plan, opts)
         return 0
-    log.debug("running: %s", engines.show(engines.render(run_plan)))
+    if log.isEnabledFor(logging.DEBUG):  # engines.run renders the plan itself
+        log.debug("running: %s", engines.show(engines.render(run_plan)))
     started = time.time()
     status = launch.launch(run_plan, req, host)
     if status != 0 and req.command == "build":
