@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,6 @@ from kasctl.decide.credentials import (
     setting_warnings,
 )
 from kasctl.errors import UsageError
-
-
-@pytest.fixture
-def unix_socket(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "agent.sock"
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    try:
-        yield path
-    finally:
-        server.close()
 
 
 def test_everything_shared_read_only_with_kas_variables(tmp_path: Path, unix_socket: Path) -> None:

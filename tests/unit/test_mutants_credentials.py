@@ -7,8 +7,6 @@ and, for a credential that cannot be shared, what is wrong and how to fix it.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +23,6 @@ from kasctl.decide.credentials import (
 from kasctl.errors import UsageError
 
 
-@pytest.fixture
-def sock(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "cache.sock"
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    try:
-        yield path
-    finally:
-        server.close()
-
-
 def refusal(opts: CredentialOptions, env: dict[str, str]) -> UsageError:
     with pytest.raises(UsageError) as info:
         collect(opts, env)
@@ -48,9 +35,11 @@ def refusal(opts: CredentialOptions, env: dict[str, str]) -> UsageError:
 # --------------------------------------------------------------------------
 
 
-def test_the_git_credential_cache_socket_is_shared_from_the_users_socket(sock: Path) -> None:
-    (share,) = collect(CredentialOptions(git_credential_socket=str(sock)), {})
-    assert (share.source, share.target) == (str(sock), CACHE_SOCKET)
+def test_the_git_credential_cache_socket_is_shared_from_the_users_socket(
+    unix_socket: Path,
+) -> None:
+    (share,) = collect(CredentialOptions(git_credential_socket=str(unix_socket)), {})
+    assert (share.source, share.target) == (str(unix_socket), CACHE_SOCKET)
 
 
 def test_an_aws_dir_points_kas_at_its_config_and_credentials(tmp_path: Path) -> None:
