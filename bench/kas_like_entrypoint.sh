@@ -1,37 +1,86 @@
 #!/bin/bash
-# Stand-in for the entrypoint of kas's own images, for bench/vs_kas_container.py.
+# Stand-in for the entrypoint of kas's kas-isar image, for bench/vs_kas_container.py.
 #
 # bench/vs_kas_container.py builds an image FROM kasctl's with this as its
-# ENTRYPOINT, so that kas-container (which runs the image's entrypoint with
-# `kas`'s arguments) has an image that behaves on start the way kas's does:
+# ENTRYPOINT (and the image's real sudo back, setuid, with a passwordless
+# rule for builder, as kas's image has), so that kas-container, which runs
+# the image's entrypoint with kas's arguments, has an image that does on
+# start what kas-isar's does (`container-entrypoint` in kas's git repository,
+# releases 5.4 and 5.5; the steps are this project's reading of it):
 #
-#   - started without USER_ID (not by kas-container) or with USER_ID=0: run
-#     as root;
-#   - otherwise give the image's `builder` user and group the ids
-#     kas-container passes in USER_ID and GROUP_ID (duplicates allowed: under
-#     podman's --userns=keep-id the container already has an entry for that
-#     uid, which keep-id maps to the host user), make builder own its home,
-#     and run as builder;
-#   - a kas command (or an option) as first argument runs kas with all the
-#     arguments, anything else runs as given, no argument runs bash.
+#   1. make qemu's binfmt handlers available: mount binfmt_misc when it is
+#      not mounted, enable the handlers through sudo, and stop when that
+#      leaves no binfmt_misc;
+#   2. fall back to TERM=xterm for a terminal type the image does not know;
+#      warn when / is on aufs;
+#   3. without USER_ID (not started by kas-container) or with USER_ID=0: run
+#      as root;
+#   4. otherwise give `builder` the ids in USER_ID and GROUP_ID (duplicates
+#      allowed: under podman's --userns=keep-id the uid already has an
+#      entry), chown its home, take over an ssh dir and the timezone when
+#      given, and run as builder through gosu;
+#   5. write builder's /etc/subuid and /etc/subgid line from the last row of
+#      the container's id maps (base moved past builder's uid when the row
+#      starts at 1, as on docker's remapped maps);
+#   6. a kas command (or an option) as first argument runs kas with all the
+#      arguments, anything else runs as given, no argument runs bash.
 #
-# It leaves out what kas's image entrypoints also do that needs no USER_ID
-# handling (the aufs warning, binfmt registration through sudo in kas-isar,
-# git's safe.directory outside kas-container): see the benchmark's docstring.
+# It leaves out the rootless-docker chown of the managed dirs (the benchmark
+# does not run kas-container on rootless docker) and GitLab's safe.directory.
 set -e
+
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+sudo update-binfmts --enable
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    echo "kas-like entrypoint: no binfmt_misc, foreign architectures cannot run" >&2
+    exit 1
+fi
+
+if ! infocmp "${TERM:-dumb}" >/dev/null 2>&1; then
+    export TERM=xterm
+fi
+if mount | grep -q "on / type aufs"; then
+    echo "WARNING: / is on aufs, wic images cannot be built" >&2
+fi
 
 if [ -z "$USER_ID" ] || [ "$USER_ID" = 0 ]; then
     as_builder=()
+    owner=root
 else
-    groupmod --non-unique --gid "${GROUP_ID:-$USER_ID}" builder
-    usermod --non-unique --uid "$USER_ID" --gid "${GROUP_ID:-$USER_ID}" builder >/dev/null
-    chown -R "$USER_ID:${GROUP_ID:-$USER_ID}" /builder
+    gid="${GROUP_ID:-$USER_ID}"
+    groupmod --non-unique --gid "$gid" builder
+    usermod --non-unique --uid "$USER_ID" --gid "$gid" builder >/dev/null
+    chown -R "$USER_ID:$gid" /builder
+    if [ -d /var/kas/userdata/.ssh ]; then
+        cp -a /var/kas/userdata/.ssh /builder/
+        chown -R "$USER_ID:$gid" /builder/.ssh
+    fi
+    if [ -n "$TZ" ] && [ -e "/usr/share/zoneinfo/$TZ" ]; then
+        ln -sf "/usr/share/zoneinfo/$TZ" /etc/localtime
+    fi
+    owner=builder
     if command -v gosu >/dev/null; then
         as_builder=(gosu builder)
     else
         export HOME=/builder USER=builder LOGNAME=builder
         as_builder=(setpriv --reuid=builder --regid=builder --init-groups)
     fi
+fi
+
+sub_range() {  # the id map's last row (sorted) -> "base:count" for builder
+    local own="$1" map="$2" first base count
+    read -r first base count < <(sort -n "$map" | tail -n 1)
+    if [ "$first" = 1 ]; then
+        echo "$((first + own)):$((count - own))"
+    else
+        echo "$base:$count"
+    fi
+}
+if [ "$owner" = builder ]; then
+    echo "builder:$(sub_range "$(id -u builder)" /proc/self/uid_map)" >/etc/subuid
+    echo "builder:$(sub_range "$(id -g builder)" /proc/self/gid_map)" >/etc/subgid
 fi
 
 [ "$PWD" != / ] || cd /builder

@@ -39,19 +39,26 @@ The image kas-container runs: kas's own images are not reachable here (no
 registry) and their entrypoint is not in the sdist, so the benchmark builds,
 in the engine under test and as the user, an image FROM kasctl's (same kas
 5.5, same Python, same Isar tools) whose ENTRYPOINT is bench/kas_like_
-entrypoint.sh, this project's own stand-in for kas's: with USER_ID set and
-not 0 it gives `builder` that uid and GROUP_ID (`groupmod -o`, `usermod
--o`: under podman's keep-id the uid already has an entry, the one keep-id
-maps to the host user), `chown -R` builder's home, and runs `kas ARGS` as
-builder through gosu (setpriv where gosu is missing); without USER_ID, or 0,
-it runs as root. It omits what kas's entrypoints do besides: in kas-isar
-images registering binfmt handlers (`sudo update-binfmts --enable`), the
-aufs warning (`mount | grep`), git's safe.directory when not started by
-kas-container. Each of those would only add to kas-container's container
-start, so the stand-in makes kas-container, if anything, faster than with
-kas's real image: it does not favour kasctl. kasctl's side runs its own
-entrypoint with all its work (builder's ids, sub-id ranges from the
-container's id maps, the isar-rootless lock-down check), as users run it.
+entrypoint.sh, this project's own stand-in for the kas-isar image's
+entrypoint (`container-entrypoint` in kas's git repository, releases 5.4
+and 5.5; the script lists its steps), with the image's
+real sudo restored setuid and passwordless for builder, as kas's image has
+it. Like kas-isar's it: mounts binfmt_misc when it is not mounted and runs
+`sudo update-binfmts --enable` (qemu's handlers), failing when no
+binfmt_misc is left; falls back to TERM=xterm for an unknown terminal and
+warns on aufs (`mount | grep`); with USER_ID set and not 0 gives `builder`
+that uid and GROUP_ID (`groupmod -o`, `usermod -o`: under podman's keep-id
+the uid already has an entry, the one keep-id maps to the host user),
+`chown -R` builder's home, takes over an ssh dir and TZ, writes builder's
+/etc/subuid and /etc/subgid line from the last row of the container's id
+maps, and runs `kas ARGS` as builder through gosu; without USER_ID, or 0,
+it runs as root. It leaves out the rootless-docker chown of the managed
+dirs (not a mode benchmarked here) and GitLab's safe.directory, which only
+apply elsewhere. kasctl's side runs its own entrypoint with all its work
+(builder's ids, sub-id ranges from the container's id maps, the
+isar-rootless lock-down check), as users run it; kasctl's image registers
+no binfmt handlers at start (isar-rootless needs none for an image of the
+host's architecture, and doctor reports the host's handlers).
 
 Per command it measures, for each run:
 
@@ -186,6 +193,10 @@ def build_kas_like(
     (context / "Containerfile").write_text(
         f"FROM {args.image}\n"
         "COPY kas-like-entrypoint /usr/local/bin/kas-like-entrypoint\n"
+        # kas's image: a working sudo, passwordless for builder.
+        "RUN install -m 4755 /usr/lib/kasctl/sudo.real /usr/bin/sudo"
+        " && echo 'builder ALL=(ALL:ALL) NOPASSWD: ALL' >/etc/sudoers.d/builder"
+        " && chmod 0440 /etc/sudoers.d/builder\n"
         'LABEL io.kasctl.bench="vs_kas_container: kas-like entrypoint"\n'
         'ENTRYPOINT ["/usr/local/bin/kas-like-entrypoint"]\n'
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from kasctl.errors import HostError
@@ -88,6 +87,8 @@ def uts_profile(base: str, cache_dir: Path | None) -> str:
         ) from exc
     try:
         where.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only the first run writes the profile
+
         fd, tmp = tempfile.mkstemp(dir=where, prefix=".profile-")
         with os.fdopen(fd, "w") as f:
             json.dump(derived, f, indent=1)
