@@ -5,12 +5,15 @@ repositories, the dirs kas manages, the credentials) and for the rule every
 bind-mount source obeys: `--mount` splits on commas and a line break breaks
 every engine's option parsing, so such a path is refused before any engine
 is asked. The planner, the request, the config reader and the credentials
-all read it from here.
+all read it from here, and so does the translation of a path through a
+mount table (`through`).
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from kasctl.errors import KasctlError, UsageError
@@ -68,3 +71,23 @@ def mountable(
             fix=fix,
         )
     return text
+
+
+def through(path: str, pairs: Iterable[tuple[str, str]]) -> str | None:
+    """`path` seen from the other side of a mount table, or None when no mount holds it.
+
+    pairs are (this side, other side) per mount, e.g. (target, source) to
+    find a container path on the host; the mount with the longest path on
+    this side that holds `path` wins, as in the kernel's mount table.
+    """
+    path = posixpath.normpath(path)
+    best: tuple[str, str] | None = None
+    for here, there in pairs:
+        here = posixpath.normpath(here)
+        inside = path == here or path.startswith(here.rstrip("/") + "/")
+        if inside and (best is None or len(here) > len(best[0])):
+            best = (here, there)
+    if best is None:
+        return None
+    rest = posixpath.relpath(path, best[0])
+    return best[1] if rest == "." else posixpath.join(best[1], rest)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from kasctl.decide.plan import Mount
+from kasctl.layout import through
 
 #: How much of a task's log is read: its last lines, where the error is.
 TAIL_LINES = 400
@@ -168,21 +169,13 @@ class Summary:
     tasks: tuple[FailedTask, ...]
     #: A known failure the console log shows when no task failed (e.g. at parse time).
     failure: Failure | None = None
+    #: The console log's text as read (its last CONSOLE_BYTES).
+    text: str = ""
 
 
 def to_host(path: str, mounts: Sequence[Mount]) -> str | None:
-    """A container path on the host, through the mount with the longest target, or None."""
-    path = posixpath.normpath(path)
-    best: tuple[str, str] | None = None  # (target, source)
-    for mount in mounts:
-        target = posixpath.normpath(mount.target)
-        inside = path == target or path.startswith(target.rstrip("/") + "/")
-        if inside and (best is None or len(target) > len(best[0])):
-            best = (target, mount.source)
-    if best is None:
-        return None
-    rest = posixpath.relpath(path, best[0])
-    return best[1] if rest == "." else posixpath.join(best[1], rest)
+    """A container path as kasctl sees it, through the run's mounts, or None."""
+    return through(path, ((m.target, m.source) for m in mounts))
 
 
 def console_log(build_dir: Path, since: float) -> Path | None:
@@ -378,7 +371,7 @@ def analyse(build_dir: Path, mounts: Sequence[Mount], since: float) -> Summary |
     if text is None:
         return None
     tasks = tuple(_parse(text, mounts))
-    return Summary(path, tasks, None if tasks else match(text))
+    return Summary(path, tasks, None if tasks else match(text), text)
 
 
 def _name(task: FailedTask) -> str:
