@@ -8,6 +8,7 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # bad command line or bad config: the user's input
 EXIT_HOST = 3  # the host or engine cannot do what was asked
+EXIT_BUSY = 4  # the build dir is in use by another kasctl run (--no-wait)
 
 
 class KasctlError(Exception):
@@ -45,3 +46,9 @@ class HostError(KasctlError):
     """The host or the container engine is not set up for the requested run."""
 
     exit_code = EXIT_HOST
+
+
+class BusyError(KasctlError):
+    """Another kasctl run holds the build dir, and the user asked not to wait."""
+
+    exit_code = EXIT_BUSY
