@@ -8,12 +8,14 @@ comes back to this module.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from kasctl import flow
 from kasctl.errors import KasctlError, UsageError
 from kasctl.input import cmdline
 from kasctl.input.options import Options
+from kasctl.report import cilog
 from kasctl.spec import COMMAND_BY_NAME, KAS
 
 log = logging.getLogger("kasctl")
@@ -32,6 +34,7 @@ def run(given: cmdline.Parsed) -> int:
     """Carry out a parsed command line; returns the exit status."""
     opts = Options.given(given.options())
     _setup_logging("warning" if opts.log_level is None else opts.log_level)
+    cilog.LOG.style = cilog.choose(opts.ci_log, os.environ, sys.stdout.isatty())
     for warning in given.warnings:
         log.warning("%s", warning)
     if COMMAND_BY_NAME[given.command].runs == KAS:
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         print(shown.text, file=sys.stdout if shown.status == 0 else sys.stderr)
         status = shown.status
     except KasctlError as exc:
+        cilog.LOG.error(exc)
         print(exc.render(), file=sys.stderr)
         status = exc.exit_code
     except KeyboardInterrupt:
@@ -63,4 +67,6 @@ def main(argv: list[str] | None = None) -> None:
             "kasctl: fix: check that path and its permissions; rerun with -l debug", file=sys.stderr
         )
         status = 3
+    finally:
+        cilog.LOG.end()
     sys.exit(status)

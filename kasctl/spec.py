@@ -312,6 +312,27 @@ LOG_LEVEL = Option(
     values=LOG_LEVELS,
     help="Log level of kasctl and kas: " + ", ".join(LOG_LEVELS) + " (default: warning).",
 )
+CI_LOG = Option(
+    "--ci-log",
+    dest="ci_log",
+    metavar="STYLE",
+    values=("none", "gitlab", "github"),
+    help="Fold kasctl's phases for a CI page: none, gitlab or github "
+    "(default: from GITLAB_CI / GITHUB_ACTIONS, never at a terminal).",
+)
+JUNIT = Option(
+    "--junit",
+    dest="junit",
+    metavar="FILE",
+    before=False,
+    commands=("build",),
+    help="Write a JUnit XML report of the bitbake tasks that ran (failures with their log's tail).",
+)
+NO_WAIT = Option(
+    "--no-wait",
+    dest="no_wait",
+    help="Fail at once (exit 4) when another kasctl run uses the build dir, instead of waiting.",
+)
 VERSION = Option("--version", dest="version", help="Show the version and exit.")
 CMD = Option(
     "-c",
@@ -360,6 +381,9 @@ OPTION_TABLE: tuple[Option, ...] = (
     GIT_CREDENTIAL_STORE,
     GIT_CREDENTIAL_SOCKET,
     LOG_LEVEL,
+    CI_LOG,
+    JUNIT,
+    NO_WAIT,
     VERSION,
     CMD,
     BOOTSTRAP_BASE,
