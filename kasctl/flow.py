@@ -32,7 +32,7 @@ from kasctl.input import cmdline, request
 from kasctl.input.commands import COMMANDS, Command
 from kasctl.input.options import Options
 from kasctl.inside import clean
-from kasctl.report import doctor
+from kasctl.report import cilog, doctor
 
 log = logging.getLogger("kasctl")
 
@@ -65,12 +65,14 @@ def run_kas(
 ) -> int:
     """Request, facts, plan, then print or run. Returns the exit status."""
     env = os.environ
+    cilog.LOG.start("kasctl_checks", f"kasctl {spec.name}: host checks and plan")
     req = request.build(given, spec, opts, kas_cmd, env, clean_dry_run=clean_dry_run)
     if clean_dry_run and spec.cleaner:
         return _clean_preview(spec.name, req.work_dir, env)
     host = detect.host_facts()
-    privileges.refuse_root(host, env)
-    engine = detect.engine_facts(detect.choose_engine(opts.engine, req.build_system, env), env)
+    privileges.refuse_root(host, env, in_job=detect.container_id() is not None)
+    kind = detect.choose_engine(opts.engine, req.build_system, env)
+    engine = detect.engine_facts(kind, env, req.work_dir)
     with _worktree_gitfile(req) as req:
         return plan_and_run(req, host, engine, opts)
 
@@ -85,16 +87,32 @@ def plan_and_run(req: Request, host: HostFacts, engine: EngineFacts, opts: Optio
         return 0
     if log.isEnabledFor(logging.DEBUG):  # engines.run renders the plan itself
         log.debug("running: %s", engines.show(engines.render(run_plan)))
+    build_dir = Path(request.build_dir(req.work_dir, req.env))
     started = time.time()
-    status = launch.launch(run_plan, req, host)
-    if status != 0 and req.command == "build":
-        from kasctl.report import failures  # only a failed build reads its logs
-
-        build_dir = Path(request.build_dir(req.work_dir, req.env))
-        failures.report(build_dir, run_plan.mounts, started)
+    status = launch.launch(run_plan, req, host, build_dir, wait=not opts.no_wait)
+    cilog.LOG.start("kasctl_cleanup", "kasctl: after the run", collapsed=status == 0)
+    if req.command == "build" and (status != 0 or opts.junit):
+        _build_report(build_dir, run_plan, started, status, opts.junit)
     if status == 0 and COMMANDS[req.command].kconfig and req.config is not None:
         read.remember_source_dir(req.work_dir, req.config.repo_dir)
     return status
+
+
+def _build_report(
+    build_dir: Path, run_plan: RunPlan, started: float, status: int, junit_file: str | None
+) -> None:
+    """After a build: the failure summary when it failed, the JUnit report when asked for."""
+    from kasctl.report import failures  # only a failed or reported build reads its logs
+
+    summary = failures.analyse(build_dir, run_plan.mounts, started)
+    if status != 0:
+        failures.report(build_dir, run_plan.mounts, started)
+    if junit_file:
+        from kasctl.report import junit
+
+        path = Path(junit_file)
+        junit.write(path, junit.report("build", status, summary))
+        print(f"kasctl: JUnit report: {path}", file=sys.stderr)
 
 
 def _show(run_plan: RunPlan, opts: Options) -> None:
@@ -149,6 +167,11 @@ def doctor_command(given: cmdline.Parsed, opts: Options) -> int:
     found = [k for k, p in probes.items() if p.binary]
     kind = detect.choose_engine(opts.engine, build_system, env) if found or opts.engine else None
     checks = doctor.judge(host, probes[kind], build_system, image_name) if kind else []
+    container = detect.container_id()
+    binary = probes[kind].binary if kind else None
+    if kind and binary:
+        job = detect.job_container(binary, None) if container else None
+        checks.insert(0, doctor.setup_check(container, job, kind, fuse=os.path.exists("/dev/fuse")))
     others = [
         doctor.Check(
             f"{p.kind} (not chosen)",

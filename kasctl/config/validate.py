@@ -24,7 +24,7 @@ FORMAT_REFERENCE = "https://kas.readthedocs.io/en/latest/userguide/project-confi
 
 
 @cache
-def _schema_text() -> str:
+def schema_text() -> str:
     # a plain path, not importlib.resources: that import alone costs more than the read
     package = Path(__file__).resolve().parent.parent  # kasctl/ (this is kasctl/config/...)
     packaged = package / "data" / "schema" / "kas-config.schema.json"
@@ -35,7 +35,7 @@ def _schema_text() -> str:
 
 @cache
 def _schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(_schema_text())
+    schema: dict[str, Any] = json.loads(schema_text())
     return schema
 
 
@@ -63,7 +63,7 @@ def _verdict_inputs() -> bytes | None:
     try:
         here = Path(__file__).resolve().parent
         code = b"".join((here / f"{m}.py").read_bytes() for m in VALIDATING)
-        return result_cache.digest(__version__.encode(), code, _schema_text().encode()).encode()
+        return result_cache.digest(__version__.encode(), code, schema_text().encode()).encode()
     except OSError:
         return None
 

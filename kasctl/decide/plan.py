@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from kasctl.decide import credentials
 from kasctl.decide.credentials import Share
 from kasctl.decide.privileges import Grant, decide
 from kasctl.engine.image import ENTRYPOINT
-from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
+from kasctl.errors import UsageError
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, JobContainer
 from kasctl.inside.subids import (
     WORKING_RANGE,
     render_avoid,
@@ -29,7 +30,7 @@ from kasctl.inside.subids import (
     sufficient_host_count,
     too_small_to_work,
 )
-from kasctl.layout import MANAGED_DIRS, REPO, REPO2, REPO_COMMON, WORK, mountable
+from kasctl.layout import MANAGED_DIRS, REPO, REPO2, REPO_COMMON, WORK, mountable, through
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
@@ -55,9 +56,17 @@ PATH_FIX = "rename or move it (or symlink it to a plain path and pass that)"
 
 @dataclass(frozen=True)
 class Mount:
+    #: The path as kasctl sees it (and reads logs from).
     source: str
     target: str
     readonly: bool = False
+    #: The same path as the engine's daemon sees it, when that differs: kasctl
+    #: runs in a CI job container and the daemon on its host (_through_job).
+    engine_source: str | None = None
+
+    @property
+    def seen_by_engine(self) -> str:
+        return self.engine_source or self.source
 
 
 @dataclass(frozen=True)
@@ -127,10 +136,17 @@ class RunPlan:
     entrypoint: tuple[str, ...] = ()
     #: Problems that do not stop the run but will bite: shown once before it.
     warnings: tuple[str, ...] = ()
+    #: (uid, gid) to give the work dir's top level to before the run: kasctl is
+    #: root in a CI job container whose checkout is root's and closed to others
+    #: (GitHub's container jobs), and builder must create build/ there.
+    give_work_dir: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["mode"] = self.mode.value
+        for mount in data["mounts"]:  # only said where the daemon sees another path
+            if mount["engine_source"] is None:
+                del mount["engine_source"]
         return data
 
 
@@ -155,8 +171,17 @@ def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
     return mounts, env
 
 
-def _user_ids(host: HostFacts) -> tuple[int, int]:
+#: builder's ids in a CI job container whose checkout is root's.
+JOB_BUILDER = (1000, 1000)
+
+
+def _user_ids(host: HostFacts, job: JobContainer | None = None) -> tuple[int, int]:
     """The ids builder gets: the invoking user's (through sudo: SUDO_UID's).
+
+    As root in a CI job container (jobs run as root there), the work dir's
+    owner's: the build's files belong to whoever owns the checkout; when
+    that is root too (runners check out as root, world-writable), JOB_BUILDER:
+    isar-rootless builds never run as root.
 
     keep-id (rootless podman) and no user namespace (rootful engines) show
     host ids unchanged inside; on rootless docker the entrypoint nests a
@@ -164,6 +189,10 @@ def _user_ids(host: HostFacts) -> tuple[int, int]:
     """
     if host.uid == 0 and host.sudo_uid is not None and host.sudo_gid is not None:
         return host.sudo_uid, host.sudo_gid
+    if host.uid == 0 and host.sudo_uid is None and job is not None:
+        if job.work_owner and job.work_owner[0] != 0:
+            return job.work_owner
+        return JOB_BUILDER
     return host.uid, host.gid
 
 
@@ -217,6 +246,12 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     keep_id = _keeps_id(mode, host)
     dir_mounts, dir_env = _managed_dirs(req)
     repo_mounts, workdir = _repositories(req)
+    mounts = (
+        Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK),
+        *dir_mounts,
+        *repo_mounts,
+        *(Mount(s.source, s.target, readonly=True) for s in req.shares),
+    )
     return RunPlan(
         mode=mode,
         binary=engine.binary,
@@ -224,14 +259,9 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         image=req.image,
         name=req.name,
         labels=_labels(req, host),
-        mounts=(
-            Mount(_check_path(req.work_dir, "KAS_WORK_DIR"), WORK),
-            *dir_mounts,
-            *repo_mounts,
-            *(Mount(s.source, s.target, readonly=True) for s in req.shares),
-        ),
+        mounts=_through_job(mounts, engine.job),
         env=(
-            *_identity(req, host, keep_id, privileges.kvm_gid),
+            *_identity(req, host, keep_id, privileges.kvm_gid, engine.job, repo_mounts),
             *dir_env,
             *_avoided_ids(req, mode, host),
             *_environment(req, host),
@@ -249,7 +279,42 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         ),
         runtime_args=req.runtime_args,
         entrypoint=ENTRYPOINT if req.build_system is BuildSystem.ISAR_ROOTLESS else (),
+        give_work_dir=_work_dir_for_builder(host, engine.job),
     )
+
+
+def _work_dir_for_builder(host: HostFacts, job: JobContainer | None) -> tuple[int, int] | None:
+    """Whom the work dir must be given to so that builder can write it, or None."""
+    if job is None or host.uid != 0 or host.sudo_uid is not None or job.work_open:
+        return None
+    ids = _user_ids(host, job)
+    return ids if job.work_owner not in (None, ids) else None
+
+
+def _through_job(mounts: tuple[Mount, ...], job: JobContainer | None) -> tuple[Mount, ...]:
+    """Each source as the daemon sees it, when kasctl runs in a job container it runs.
+
+    The daemon resolves a bind mount's source on its own host, not in the
+    job container: a path there is translated through the job container's
+    own mounts (the engine's account of them); a path with none (it lives in
+    the job container's own layer) cannot reach the build, and is refused.
+    """
+    if job is None or job.mounts is None:
+        return mounts
+    out = []
+    for m in mounts:
+        there = through(m.source, job.mounts)
+        if there is None:
+            raise UsageError(
+                f"{m.source} (mounted at {m.target}) is only in this job container's own "
+                "filesystem, so the engine's daemon, which runs on the host, cannot mount it",
+                fix="put it on a volume or bind mount of the job container: the checkout's "
+                "builds dir (GitLab runner: `[runners.docker] volumes`, or the builds volume "
+                "the docker executor makes; GitHub: the workspace), or point KAS_WORK_DIR "
+                "and the other dirs there",
+            )
+        out.append(replace(m, engine_source=there) if there != m.source else m)
+    return tuple(out)
 
 
 def _keeps_id(mode: EngineMode, host: HostFacts) -> bool:
@@ -257,9 +322,16 @@ def _keeps_id(mode: EngineMode, host: HostFacts) -> bool:
     return mode is EngineMode.ROOTLESS_DOCKER and _user_ids(host)[0] != 0
 
 
-def _identity(req: Request, host: HostFacts, keep_id: bool, kvm_gid: int | None) -> Env:
+def _identity(
+    req: Request,
+    host: HostFacts,
+    keep_id: bool,
+    kvm_gid: int | None,
+    job: JobContainer | None,
+    repo_mounts: list[Mount],
+) -> Env:
     """Who builder is, and what the entrypoint is told about the run."""
-    uid, gid = _user_ids(host)
+    uid, gid = _user_ids(host, job)
     env = [
         ("USER_ID", str(uid)),
         ("GROUP_ID", str(gid)),
@@ -269,6 +341,9 @@ def _identity(req: Request, host: HostFacts, keep_id: bool, kvm_gid: int | None)
     ]
     if keep_id:
         env.append(("KASCTL_KEEP_ID", "1"))
+    if job is not None:  # the job's checkout belongs to the runner: git must accept it
+        safe = [m.target for m in repo_mounts] + [WORK]
+        env.append(("KASCTL_SAFE_DIRECTORIES", ":".join(dict.fromkeys(safe))))
     if kvm_gid is not None:
         env.append(("KASCTL_KVM_GID", str(kvm_gid)))
     return env

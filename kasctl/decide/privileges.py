@@ -266,9 +266,19 @@ def _cell(
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover
 
 
-def refuse_root(host: HostFacts, env: Mapping[str, str]) -> None:
-    """Builds run as a normal user: root only through sudo (which keeps the user's ids)."""
-    if host.uid == 0 and host.sudo_uid is None and env.get("KAS_ALLOW_ROOT") != "yes":
+def refuse_root(host: HostFacts, env: Mapping[str, str], in_job: bool = False) -> None:
+    """Builds run as a normal user: root only through sudo (which keeps the user's ids).
+
+    Root in a CI job container is that job's own user (runners start jobs as
+    root), not the host's administrator: the build then runs as the work
+    dir's owner (kasctl.decide.plan).
+    """
+    if (
+        host.uid == 0
+        and host.sudo_uid is None
+        and not in_job
+        and env.get("KAS_ALLOW_ROOT") != "yes"
+    ):
         raise UsageError(
             "refusing to run as root: builds should run as a normal user",
             fix="run as your own user (or through sudo, which keeps your ids), "

@@ -24,7 +24,7 @@ STOP_GRACE = 10
 
 
 def _mount(m: Mount, kind: str) -> str:
-    spec = f"type=bind,source={m.source},target={m.target}"
+    spec = f"type=bind,source={m.seen_by_engine},target={m.target}"
     if m.readonly:
         spec += ",readonly" if kind == "docker" else ",ro=true"
     return f"--mount={spec}"

@@ -136,10 +136,13 @@ def _record_line(name: str, data: bytes) -> str:
 
 
 def write_self_wheel(dest: Path) -> Path:
-    """A wheel of the running kasctl's Python modules, for the image.
+    """A wheel of the running kasctl, for the image.
 
-    The image needs only the entrypoint's stdlib-only modules, but carrying
-    the whole package keeps one version of the truth on both sides.
+    The image's entrypoint needs only the stdlib-only modules, but carrying
+    the whole package (its modules, kas's config schema, the `kasctl`
+    command) keeps one version of the truth on both sides, and makes the
+    image a base for CI job images that run kasctl itself
+    (examples/ci-job.Containerfile).
     """
     package = PACKAGE
     dist = f"kasctl-{__version__}.dist-info"
@@ -148,6 +151,12 @@ def write_self_wheel(dest: Path) -> Path:
         (f"kasctl/{p.relative_to(package).as_posix()}", p.read_bytes())
         for p in sorted(package.rglob("*.py"))
     ]
+    from kasctl.config.validate import schema_text
+
+    files.append(("kasctl/data/schema/kas-config.schema.json", schema_text().encode()))
+    files.append(
+        (f"{dist}/entry_points.txt", b"[console_scripts]\nkasctl = kasctl.__main__:main\n")
+    )
     files.append(
         (
             f"{dist}/METADATA",

@@ -9,6 +9,7 @@ other.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -18,16 +19,24 @@ from kasctl.build_system import BuildSystem
 from kasctl.decide.plan import Request, RunPlan
 from kasctl.engine import engines, image, orphans
 from kasctl.errors import UsageError
+from kasctl.host import lock
 from kasctl.host.facts import HostFacts
 from kasctl.layout import MANAGED_DIRS
+from kasctl.report import cilog
 
 log = logging.getLogger("kasctl")
 
 Leftovers = tuple[list[orphans.Labelled], list[orphans.Labelled]]
 
 
-def launch(run_plan: RunPlan, req: Request, host: HostFacts) -> int:
-    """Make sure of the image, remove leftovers, create the managed dirs, run; the status."""
+def launch(
+    run_plan: RunPlan, req: Request, host: HostFacts, build_dir: Path, *, wait: bool = True
+) -> int:
+    """Make sure of the image, take the build dir, remove leftovers, create dirs, run.
+
+    The build dir's lock (kasctl.host.lock) is held from before the leftovers
+    are removed until the container has ended; a refused run takes none.
+    """
     engine_cmd = [*run_plan.executor, run_plan.binary]
     found: list[Leftovers] = []
     failed: list[BaseException] = []
@@ -38,6 +47,7 @@ def launch(run_plan: RunPlan, req: Request, host: HostFacts) -> int:
         except BaseException as exc:  # re-raised in the caller's thread
             failed.append(exc)
 
+    cilog.LOG.start("kasctl_image", f"kasctl: image {run_plan.image}")
     ps = threading.Thread(target=ask_for_leftovers, daemon=True)
     ps.start()
     try:
@@ -47,9 +57,16 @@ def launch(run_plan: RunPlan, req: Request, host: HostFacts) -> int:
     if failed:
         raise failed[0]
     ensure_image(run_plan, req, labels)
-    prepare_dirs(req.env)  # only now: a refused run leaves nothing behind
-    remove_leftovers(run_plan, *found[0])
-    return engines.run(run_plan)
+    cilog.LOG.start("kasctl_start", "kasctl: container start")
+    held = lock.acquire(build_dir, req.command, wait=wait)
+    try:
+        prepare_dirs(req.env)  # only now: a refused run leaves nothing behind
+        give_work_dir(run_plan, req.work_dir)
+        remove_leftovers(run_plan, *found[0])
+        cilog.LOG.start("kasctl_kas", "kas " + " ".join(run_plan.command), collapsed=False)
+        return engines.run(run_plan)
+    finally:
+        held.release()
 
 
 def ensure_image(run_plan: RunPlan, req: Request, labels: Mapping[str, str] | None) -> None:
@@ -66,6 +83,19 @@ def ensure_image(run_plan: RunPlan, req: Request, labels: Mapping[str, str] | No
         image.build([*run_plan.executor, run_plan.binary], run_plan.image)
     elif req.build_system is BuildSystem.ISAR_ROOTLESS and not image.is_kasctls(labels):
         raise image.foreign_image_error(run_plan.image, env)
+
+
+def give_work_dir(run_plan: RunPlan, work_dir: Path) -> None:
+    """In a CI job container: hand the root-owned checkout's top level to the build user."""
+    if run_plan.give_work_dir is None:
+        return
+    uid, gid = run_plan.give_work_dir
+    print(
+        f"kasctl: giving the work dir {work_dir} (root's, in this CI job container) to the "
+        f"build user {uid}:{gid}, so that the build can create its files there",
+        file=sys.stderr,
+    )
+    os.chown(work_dir, uid, gid)
 
 
 def prepare_dirs(env: Mapping[str, str]) -> None:

@@ -6,10 +6,12 @@ planner, the preflight and `kasctl doctor` judge the same facts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pwd
+import re
 import resource
 import shutil
 import stat
@@ -29,6 +31,7 @@ from kasctl.host.facts import (
     EngineProbe,
     Helper,
     HostFacts,
+    JobContainer,
     KvmDevice,
     SystemFacts,
 )
@@ -389,7 +392,67 @@ def mode_from_info(kind: EngineKind, info: Mapping[str, Any]) -> tuple[EngineMod
     return mode, str(info.get("ServerVersion", "")), any("name=apparmor" in o for o in options)
 
 
-def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
+#: A container's id, as the source paths of the hostname/hosts/resolv.conf files
+#: the engine mounts into it show it (docker: .../containers/ID/hostname,
+#: podman: .../overlay-containers/ID/userdata/hostname).
+_CONTAINER_ID = re.compile(r"[/-]containers/([0-9a-f]{64})/")
+
+
+def own_container_id(mountinfo: str) -> str | None:
+    """This container's id from its mount table, or None: not in an engine's container.
+
+    Marker files are no proof: /.dockerenv is also found on machines made
+    from a container image (VMs among them) that run their own daemon.
+    """
+    hit = _CONTAINER_ID.search(mountinfo)
+    return hit.group(1) if hit else None
+
+
+def container_id(root: Path = Path("/")) -> str | None:
+    return own_container_id(_read(root, "proc/self/mountinfo") or "")
+
+
+def parse_mounts(inspected: str) -> tuple[tuple[str, str], ...] | None:
+    """`inspect --format '{{json .Mounts}}'` output -> (destination, source) pairs."""
+    try:
+        mounts = json.loads(inspected)
+    except ValueError:
+        return None
+    if not isinstance(mounts, list):
+        return None
+    pairs = []
+    for m in mounts:
+        if isinstance(m, dict) and m.get("Destination") and m.get("Source"):
+            pairs.append((str(m["Destination"]), str(m["Source"])))
+    return tuple(pairs)
+
+
+def job_container(
+    binary: str, work_dir: Path | None, root: Path = Path("/")
+) -> JobContainer | None:
+    """Whether kasctl runs in a container, and the engine's account of its mounts."""
+    cid = container_id(root)
+    if cid is None:
+        return None
+    owner = None
+    open_to_all = False
+    if work_dir is not None:
+        with contextlib.suppress(OSError):
+            st = os.stat(work_dir)
+            owner = (st.st_uid, st.st_gid)
+            open_to_all = st.st_mode & 0o003 == 0o003  # others may create entries
+    result = subprocess.run(
+        [binary, "inspect", "--type", "container", "--format", "{{json .Mounts}}", cid],
+        capture_output=True,
+        text=True,
+    )
+    mounts = parse_mounts(result.stdout) if result.returncode == 0 else None
+    return JobContainer(id=cid, mounts=mounts, work_owner=owner, work_open=open_to_all)
+
+
+def engine_facts(
+    kind: EngineKind, env: Mapping[str, str], work_dir: Path | None = None
+) -> EngineFacts:
     """Ask the engine itself whether it is rootless (never guess from version text)."""
     binary = shutil.which(kind)
     if not binary:
@@ -398,7 +461,13 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         # Local podman is rootless exactly when it runs as a non-root user;
         # no need to pay for `podman info` on every run.
         mode = EngineMode.ROOTLESS_PODMAN if os.getuid() != 0 else EngineMode.ROOTFUL_PODMAN
-        return EngineFacts(mode=mode, binary=binary, version="", selinux=True)
+        return EngineFacts(
+            mode=mode,
+            binary=binary,
+            version="",
+            selinux=True,
+            job=job_container(binary, work_dir),
+        )
     info = query_info(binary)
     if isinstance(info, str):
         where = env.get("DOCKER_HOST") or ("the docker daemon" if kind == "docker" else "podman")
@@ -409,6 +478,7 @@ def engine_facts(kind: EngineKind, env: Mapping[str, str]) -> EngineFacts:
         )
     mode, version, apparmor = mode_from_info(kind, info)
     return EngineFacts(
+        job=job_container(binary, work_dir),
         mode=mode,
         binary=binary,
         version=version,

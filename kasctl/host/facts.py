@@ -38,6 +38,22 @@ class EngineMode(enum.Enum):
 
 
 @dataclass(frozen=True)
+class JobContainer:
+    """kasctl runs in a container (a CI job's), and what the engine knows of it."""
+
+    #: The container's id, as its own mounts name it.
+    id: str
+    #: (path in the job container, path on the engine's host) per mount, from the
+    #: engine's `inspect` of this container; None when the engine does not run it
+    #: (its paths are then the engine's own, e.g. a podman inside the job).
+    mounts: tuple[tuple[str, str], ...] | None = None
+    #: The work dir's owner (uid, gid) as the job container sees it.
+    work_owner: tuple[int, int] | None = None
+    #: Anyone may create files in the work dir (GitLab's runner checks out world-writable).
+    work_open: bool = False
+
+
+@dataclass(frozen=True)
 class EngineFacts:
     """What the engine's own `info` says about itself."""
 
@@ -51,6 +67,8 @@ class EngineFacts:
     #: The engine labels containers for SELinux (docker: daemon --selinux-enabled;
     #: podman does whenever the host enforces SELinux).
     selinux: bool = False
+    #: kasctl runs inside a (CI job) container; None on a plain host.
+    job: JobContainer | None = None
 
     @property
     def kind(self) -> EngineKind:

@@ -366,7 +366,7 @@ def gitlab_safe_directories(env: Mapping[str, str], gitconfig: str) -> list[str]
     this image's root, so git refuses the repository ("dubious ownership").
     Only the checkout GitLab names is marked, never "*". Returns the paths added.
     """
-    paths = []
+    paths: list[str] = []
     for var in GITLAB_CHECKOUT_VARS:
         value = env.get(var, "")
         if not value:
@@ -380,6 +380,11 @@ def gitlab_safe_directories(env: Mapping[str, str], gitconfig: str) -> list[str]
             continue
         if value not in paths:
             paths.append(value)
+    return safe_directories(paths, gitconfig)
+
+
+def safe_directories(paths: list[str], gitconfig: str) -> list[str]:
+    """Mark these repositories as git safe.directory in gitconfig (once each); the paths."""
     if not paths:
         return []
     try:
@@ -436,6 +441,9 @@ def main(argv: list[str]) -> None:
         raise EntrypointError("the entrypoint must start as root (do not pass --user)")
     if direct and os.environ.get("GITLAB_CI"):
         gitlab_safe_directories(os.environ, GITCONFIG)
+    elif not direct and os.environ.get("KASCTL_SAFE_DIRECTORIES"):
+        # kasctl in a CI job container: the job's checkout is the runner's, not builder's
+        safe_directories(os.environ["KASCTL_SAFE_DIRECTORIES"].split(":"), GITCONFIG)
     if uid is None or gid is None:
         uid, gid = 0, 0
     nest = os.environ.get("KASCTL_KEEP_ID") == "1" and uid != 0

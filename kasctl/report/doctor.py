@@ -18,7 +18,14 @@ from typing import Literal
 from kasctl import __version__
 from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError
-from kasctl.host.facts import EngineMode, EngineProbe, HostFacts, SystemFacts
+from kasctl.host.facts import (
+    EngineKind,
+    EngineMode,
+    EngineProbe,
+    HostFacts,
+    JobContainer,
+    SystemFacts,
+)
 from kasctl.inside.subids import (
     FULL_RANGE,
     WORKING_RANGE,
@@ -343,6 +350,51 @@ def _binfmt_check(system: SystemFacts) -> Check:
         "warn",
         "no qemu handlers: native-architecture targets only",
         "only for foreign targets: install qemu-user-static",
+    )
+
+
+def setup_check(
+    container: str | None, job: JobContainer | None, kind: EngineKind, fuse: bool
+) -> Check:
+    """Where kasctl runs: a plain host, a CI job container of this daemon, or a nested engine.
+
+    container: this container's id (from its own mounts), or None on a host.
+    job: the engine's account of it (None when the engine was not asked).
+    fuse: /dev/fuse is there (a nested podman's fuse-overlayfs needs it).
+    """
+    if container is None:
+        return Check("setup", "ok", "a plain host (not in a container)")
+    short = container[:12]
+    if job is not None and job.mounts is not None:
+        return Check(
+            "setup",
+            "ok",
+            f"in CI job container {short}, run by this {kind}'s daemon: mount sources are "
+            "passed as the paths on its host (from its account of this container's mounts)",
+        )
+    if kind == "podman":
+        if fuse:
+            return Check(
+                "setup",
+                "ok",
+                f"podman nested in container {short}: paths are this container's own; "
+                "/dev/fuse is there for fuse-overlayfs",
+            )
+        return Check(
+            "setup",
+            "warn",
+            f"podman nested in container {short} without /dev/fuse: its storage must use "
+            "the vfs driver (slow, a full copy per layer)",
+            "start the job container with --device /dev/fuse (GitLab runner: `devices = "
+            '["/dev/fuse"]` in [runners.docker]), and give its user a sub-id range',
+        )
+    return Check(
+        "setup",
+        "warn",
+        f"in container {short}, which this {kind} daemon does not run (docker-in-docker?): "
+        "mount sources are passed unchanged and must exist where that daemon runs",
+        "mount the host's socket into the job instead (GitLab runner: `volumes = "
+        '["/var/run/docker.sock:/var/run/docker.sock"]`), or share the paths with the daemon',
     )
 
 
