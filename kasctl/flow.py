@@ -27,7 +27,7 @@ from kasctl.decide.plan import Request, RunPlan, plan, worktree_gitfile_text
 from kasctl.engine import engines, image, launch
 from kasctl.errors import UsageError
 from kasctl.host import detect
-from kasctl.host.facts import EngineFacts, HostFacts
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
 from kasctl.input import cmdline, request
 from kasctl.input.commands import COMMANDS, Command
 from kasctl.input.options import Options
@@ -49,6 +49,8 @@ def kas_command(given: cmdline.Parsed, opts: Options) -> int:
             + f", not of `{spec.name}`",
             fix=", or ".join(f"`kasctl {c.name} -c {c.cmd_value} CONFIG`" for c in takers),
         )
+    if opts.emit is not None:
+        return emit(given, spec, opts, cmd)
     if spec.cleans and given.after.get("dry_run") and not opts.as_json:
         # kas's meaning, as kas-container users know it: list what would go
         return run_kas(given, spec, opts.replaced(dry_run=False), cmd, clean_dry_run=True)
@@ -113,6 +115,54 @@ def _build_report(
         path = Path(junit_file)
         junit.write(path, junit.report("build", status, summary))
         print(f"kasctl: JUnit report: {path}", file=sys.stderr)
+
+
+def emit(given: cmdline.Parsed, spec: Command, opts: Options, kas_cmd: str | None) -> int:
+    """`build --emit kubernetes CONFIG...`: one Job per config, the same plan as a run's."""
+    from kasctl.config import repo
+    from kasctl.decide.plan import PodRequest
+    from kasctl.engine import kubernetes
+
+    if opts.emit != "kubernetes":
+        raise UsageError(f"--emit {opts.emit!r} is not a format", fix="use --emit kubernetes")
+    from kasctl.input.commands import VALUE_OPTIONS
+
+    options: list[str] = []
+    configs: list[str] = []
+    value_next = False
+    for arg in given.args:  # kas's options (with their values) go to every Job
+        if value_next or arg.startswith("-"):
+            options.append(arg)
+            value_next = not value_next and arg in VALUE_OPTIONS
+        else:
+            configs.append(arg)
+    if not configs:
+        raise UsageError(
+            "--emit kubernetes needs a config", fix="kasctl build --emit kubernetes CONFIG..."
+        )
+    env = os.environ
+    host = detect.host_facts()
+    engine = EngineFacts(mode=EngineMode.KUBERNETES, binary="", version="")
+    plans = []
+    for config in configs:
+        one = replace(given, args=(*options, config))
+        req = request.build(one, spec, opts, kas_cmd, env)
+        if req.config is None:  # pragma: no cover (build always has one)
+            raise UsageError("--emit kubernetes needs a config")
+        source = repo.published(req.config.repo_dir)
+        pod = PodRequest(
+            remote=source.remote,
+            commit=source.commit,
+            downloads_claim=opts.claim_downloads or "kasctl-downloads",
+            sstate_claim=opts.claim_sstate or "kasctl-sstate",
+            storage_class=opts.storage_class,
+        )
+        plans.append((Path(config.split(":")[0]).stem, plan(replace(req, pod=pod), host, engine)))
+    print(kubernetes.to_yaml(kubernetes.documents(plans)), end="")
+    if opts.explain:
+        for grant in plans[0][1].grants:
+            print(f"# {grant.flag}: {grant.reason}")
+    return 0
 
 
 def _show(run_plan: RunPlan, opts: Options) -> None:

@@ -333,6 +333,39 @@ NO_WAIT = Option(
     dest="no_wait",
     help="Fail at once (exit 4) when another kasctl run uses the build dir, instead of waiting.",
 )
+EMIT = Option(
+    "--emit",
+    dest="emit",
+    metavar="FORMAT",
+    before=False,
+    commands=("build",),
+    values=("kubernetes",),
+    help="Print the build as Kubernetes documents (one Job per CONFIG); run nothing.",
+)
+CLAIM_DOWNLOADS = Option(
+    "--claim-downloads",
+    dest="claim_downloads",
+    metavar="NAME",
+    before=False,
+    commands=("build",),
+    help="With --emit kubernetes: the claim for DL_DIR (default kasctl-downloads).",
+)
+CLAIM_SSTATE = Option(
+    "--claim-sstate",
+    dest="claim_sstate",
+    metavar="NAME",
+    before=False,
+    commands=("build",),
+    help="With --emit kubernetes: the claim for SSTATE_DIR (default kasctl-sstate).",
+)
+STORAGE_CLASS = Option(
+    "--storage-class",
+    dest="storage_class",
+    metavar="NAME",
+    before=False,
+    commands=("build",),
+    help="With --emit kubernetes: the storage class of the caches' claims.",
+)
 VERSION = Option("--version", dest="version", help="Show the version and exit.")
 CMD = Option(
     "-c",
@@ -384,6 +417,10 @@ OPTION_TABLE: tuple[Option, ...] = (
     CI_LOG,
     JUNIT,
     NO_WAIT,
+    EMIT,
+    CLAIM_DOWNLOADS,
+    CLAIM_SSTATE,
+    STORAGE_CLASS,
     VERSION,
     CMD,
     BOOTSTRAP_BASE,

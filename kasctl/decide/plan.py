@@ -30,7 +30,17 @@ from kasctl.inside.subids import (
     sufficient_host_count,
     too_small_to_work,
 )
-from kasctl.layout import MANAGED_DIRS, REPO, REPO2, REPO_COMMON, WORK, mountable, through
+from kasctl.layout import (
+    AGENT_SOCKET,
+    CACHE_SOCKET,
+    MANAGED_DIRS,
+    REPO,
+    REPO2,
+    REPO_COMMON,
+    WORK,
+    mountable,
+    through,
+)
 
 #: Variables passed through unchanged when set on the host (kas-container's list).
 PASSTHROUGH = (
@@ -55,6 +65,28 @@ PATH_FIX = "rename or move it (or symlink it to a plain path and pass that)"
 
 
 @dataclass(frozen=True)
+class Volume:
+    """A pod's volume: scratch (emptyDir), a claim, a secret's key, or the cloned source."""
+
+    kind: str  # "scratch", "claim", "secret", "source"
+    name: str
+    #: A secret's key (mounted as one file), or None for the whole volume.
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """--emit kubernetes: where the pod gets the source, and the caches' claims."""
+
+    remote: str
+    commit: str
+    downloads_claim: str = "kasctl-downloads"
+    sstate_claim: str = "kasctl-sstate"
+    storage_class: str | None = None
+    cache_size: str = "50Gi"
+
+
+@dataclass(frozen=True)
 class Mount:
     #: The path as kasctl sees it (and reads logs from).
     source: str
@@ -63,6 +95,8 @@ class Mount:
     #: The same path as the engine's daemon sees it, when that differs: kasctl
     #: runs in a CI job container and the daemon on its host (_through_job).
     engine_source: str | None = None
+    #: In a pod: the volume that holds it (kind, name, key), in place of a host path.
+    volume: Volume | None = None
 
     @property
     def seen_by_engine(self) -> str:
@@ -105,6 +139,8 @@ class Request:
     kas_log_level: str | None = None
     #: --kvm: pass /dev/kvm and let builder open it.
     kvm: bool = False
+    #: --emit kubernetes: the pod's source and caches.
+    pod: PodRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -140,13 +176,18 @@ class RunPlan:
     #: root in a CI job container whose checkout is root's and closed to others
     #: (GitHub's container jobs), and builder must create build/ there.
     give_work_dir: tuple[int, int] | None = None
+    #: A pod's source and caches (--emit kubernetes), as the request gave them.
+    pod: PodRequest | None = None
+    #: A pod's resources: requests (and the memory limit), from POD_RESOURCES.
+    resources: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["mode"] = self.mode.value
-        for mount in data["mounts"]:  # only said where the daemon sees another path
-            if mount["engine_source"] is None:
-                del mount["engine_source"]
+        for mount in data["mounts"]:  # only said where they apply
+            for key in ("engine_source", "volume"):
+                if mount[key] is None:
+                    del mount[key]
         return data
 
 
@@ -171,8 +212,9 @@ def _managed_dirs(req: Request) -> tuple[list[Mount], list[tuple[str, str]]]:
     return mounts, env
 
 
-#: builder's ids in a CI job container whose checkout is root's.
-JOB_BUILDER = (1000, 1000)
+#: builder's ids where no host user owns the build: a CI job container whose
+#: checkout is root's, and a pod.
+BUILD_USER = (1000, 1000)
 
 
 def _user_ids(host: HostFacts, job: JobContainer | None = None) -> tuple[int, int]:
@@ -180,7 +222,7 @@ def _user_ids(host: HostFacts, job: JobContainer | None = None) -> tuple[int, in
 
     As root in a CI job container (jobs run as root there), the work dir's
     owner's: the build's files belong to whoever owns the checkout; when
-    that is root too (runners check out as root, world-writable), JOB_BUILDER:
+    that is root too (runners check out as root, world-writable), BUILD_USER:
     isar-rootless builds never run as root.
 
     keep-id (rootless podman) and no user namespace (rootful engines) show
@@ -192,7 +234,7 @@ def _user_ids(host: HostFacts, job: JobContainer | None = None) -> tuple[int, in
     if host.uid == 0 and host.sudo_uid is None and job is not None:
         if job.work_owner and job.work_owner[0] != 0:
             return job.work_owner
-        return JOB_BUILDER
+        return BUILD_USER
     return host.uid, host.gid
 
 
@@ -243,6 +285,8 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
     """The RunPlan: the privilege decision, then one small pure function per concern."""
     privileges = decide(req.build_system, engine, host, req.sudo_cmd, kvm=req.kvm)
     mode = privileges.mode
+    if mode is EngineMode.KUBERNETES:
+        return _pod_plan(req, host, privileges.grants)
     keep_id = _keeps_id(mode, host)
     dir_mounts, dir_env = _managed_dirs(req)
     repo_mounts, workdir = _repositories(req)
@@ -289,6 +333,101 @@ def _work_dir_for_builder(host: HostFacts, job: JobContainer | None) -> tuple[in
         return None
     ids = _user_ids(host, job)
     return ids if job.work_owner not in (None, ids) else None
+
+
+#: A pod's resources, (kind, resource, amount): what a small Isar image build
+#: needs; edit the emitted Job for bigger ones.
+POD_RESOURCES = (
+    ("requests", "cpu", "2"),
+    ("requests", "memory", "4Gi"),
+    ("requests", "ephemeral-storage", "20Gi"),
+    ("limits", "memory", "16Gi"),
+)
+#: Where a pod's caches are mounted (and DL_DIR / SSTATE_DIR point).
+POD_DOWNLOADS = "/downloads"
+POD_SSTATE = "/sstate"
+
+
+def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPlan:
+    """The same build as a pod: volumes in place of host paths, builder the pod's own user."""
+    if req.pod is None:
+        raise AssertionError("a pod plan needs the request's pod part")  # pragma: no cover
+    if req.config is None:
+        raise UsageError(
+            "--emit kubernetes needs a config", fix="kasctl build --emit kubernetes CONFIG"
+        )
+    if req.runtime_args:
+        raise UsageError(
+            "--runtime-args are engine options; a pod has none",
+            fix="leave them out, or edit the emitted Job",
+        )
+    pod = req.pod
+    for share in req.shares:
+        if share.target in (AGENT_SOCKET, CACHE_SOCKET):
+            raise UsageError(
+                f"{share.source} is a socket on this host, which a pod cannot reach",
+                fix="leave out --ssh-agent / --git-credential-socket, and give the pod its "
+                "credentials as a secret (--ssh-dir, --git-credential-store, NETRC_FILE)",
+            )
+    mounts = [
+        Mount("", WORK, volume=Volume("scratch", "work")),
+        Mount(
+            "",
+            REPO,
+            not (req.writes_repo if req.repo_rw is None else req.repo_rw),
+            volume=Volume("source", "source"),
+        ),  # fmt: skip
+        Mount("", POD_DOWNLOADS, volume=Volume("claim", pod.downloads_claim)),
+        Mount("", POD_SSTATE, volume=Volume("claim", pod.sstate_claim)),
+        *(
+            Mount(
+                "",
+                s.target,
+                True,
+                volume=Volume(
+                    "secret", _secret_name(s.target), None if Path(s.source).is_dir() else "value"
+                ),
+            )
+            for s in req.shares
+        ),
+    ]
+    uid, gid = BUILD_USER
+    env = [
+        ("USER_ID", str(uid)),
+        ("GROUP_ID", str(gid)),
+        ("KAS_WORK_DIR", WORK),
+        ("KASCTL_BUILD_SYSTEM", req.build_system.value),
+        ("KASCTL_VERSION", __version__),
+        ("DL_DIR", POD_DOWNLOADS),
+        ("SSTATE_DIR", POD_SSTATE),
+        *_environment(req, host),
+    ]
+    return RunPlan(
+        mode=EngineMode.KUBERNETES,
+        binary="",
+        executor=(),
+        image=req.image,
+        name=req.name,
+        labels=((f"{LABEL_PREFIX}.version", __version__),),
+        mounts=tuple(mounts),
+        env=tuple(env),
+        grants=grants,
+        workdir=REPO,
+        command=_kas_command(req),
+        tty=False,
+        interactive=False,
+        init=False,
+        warnings=tuple(credentials.setting_warnings(req.env)),
+        entrypoint=ENTRYPOINT if req.build_system is BuildSystem.ISAR_ROOTLESS else (),
+        pod=pod,
+        resources=POD_RESOURCES,
+    )
+
+
+def _secret_name(target: str) -> str:
+    """A credential's secret: named after its file (/var/kas/userdata/.netrc -> kasctl-netrc)."""
+    base = target.rstrip("/").rsplit("/", 1)[-1].lstrip(".").lower()
+    return "kasctl-" + "".join(c if c.isalnum() else "-" for c in base).strip("-")
 
 
 def _through_job(mounts: tuple[Mount, ...], job: JobContainer | None) -> tuple[Mount, ...]:

@@ -20,10 +20,14 @@ from kasctl.host.facts import EngineFacts, EngineMode, HostFacts
 
 @dataclass(frozen=True)
 class Grant:
-    """One engine flag and the reason it is there."""
+    """One engine flag (or pod setting) and the reason it is there."""
 
+    #: The engine flag, or for a pod the setting as --explain shows it.
     flag: str
     reason: str
+    #: For a pod: where the setting goes ("pod" spec or the "container"'s
+    #: securityContext), its field and its value; None for engine flags.
+    setting: tuple[str, str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,44 @@ SYSTEMPATHS = Grant(
 PRIVILEGED = Grant(
     "--privileged",
     "isar-privileged: Isar runs sudo for loop devices, binfmt_misc and mounts as real root",
+)
+
+
+#: The seccomp profile a pod's isar-rootless build needs, as a Localhost
+#: profile below the kubelet's seccomp root (/var/lib/kubelet/seccomp): podman's
+#: own profile (containers-common's /usr/share/containers/seccomp.json), which
+#: allows unshare, mount and pivot_root to a container holding CAP_SYS_ADMIN.
+POD_SECCOMP_PROFILE = "kasctl/isar-rootless.json"
+
+POD_USERNS = Grant(
+    "hostUsers: false",
+    "a pod: it runs in a user namespace of its own, so its root and the capabilities "
+    "below hold in that namespace only, never on the node (Kubernetes' user namespaces)",
+    ("pod", "hostUsers", False),
+)
+POD_ROOT = Grant(
+    "runAsUser: 0",
+    "a pod: the entrypoint starts as the pod's (namespaced) root to give builder its "
+    "ids and write /etc/subuid, then drops to builder for the build",
+    ("container", "runAsUser", 0),
+)
+POD_SYS_ADMIN = Grant(
+    "capabilities.add: [SYS_ADMIN]",
+    SYS_ADMIN.reason,
+    ("container", "capabilities", {"add": ["SYS_ADMIN"]}),
+)
+POD_UNMASKED = Grant(
+    "procMount: Unmasked",
+    "isar-rootless: a fresh proc mount into the rootfs fails ('fsmount() failed: VFS: "
+    "Mount too revealing') while the runtime masks paths of /proc",
+    ("container", "procMount", "Unmasked"),
+)
+POD_SECCOMP = Grant(
+    f"seccompProfile: Localhost {POD_SECCOMP_PROFILE}",
+    "isar-rootless: bubblewrap calls pivot_root and the build nests user and mount "
+    "namespaces; the runtime's default profile (RuntimeDefault, Docker's) refuses "
+    "pivot_root under any capability",
+    ("container", "seccompProfile", {"type": "Localhost", "localhostProfile": POD_SECCOMP_PROFILE}),
 )
 
 
@@ -217,6 +259,11 @@ def decide(
     cell = _cell(build_system, engine, host, sudo_cmd)
     extra = _selinux(engine, host)
     kvm_gid = None
+    if kvm and not engine.mode.engine:
+        raise UsageError(
+            "--kvm passes this host's /dev/kvm, which a pod does not have",
+            fix="leave out --kvm; a cluster gives pods /dev/kvm through a device plugin",
+        )
     if kvm:
         kvm_grants, kvm_gid = _kvm(cell.mode, host)
         extra += kvm_grants
@@ -228,6 +275,8 @@ def _cell(
 ) -> Privileges:
     """The grants for one cell; exhaustive over build systems and engine modes."""
     mode = engine.mode
+    if mode is EngineMode.KUBERNETES:
+        return _pod(build_system)
     match build_system:
         case BuildSystem.OPENEMBEDDED:
             if mode is EngineMode.ROOTLESS_PODMAN:
@@ -264,6 +313,25 @@ def _cell(
                     grants = (SYSTEMPATHS, seccomp, *_apparmor(engine, host))
                     return Privileges(grants, mode)
     raise AssertionError(f"unhandled cell {build_system} x {mode}")  # pragma: no cover
+
+
+def _pod(build_system: BuildSystem) -> Privileges:
+    """A pod's settings: always its own user namespace; isar-rootless adds what it needs."""
+    mode = EngineMode.KUBERNETES
+    match build_system:
+        case BuildSystem.OPENEMBEDDED:
+            return Privileges((POD_USERNS, POD_ROOT), mode)
+        case BuildSystem.ISAR_ROOTLESS:
+            return Privileges(
+                (POD_USERNS, POD_ROOT, POD_SYS_ADMIN, POD_UNMASKED, POD_SECCOMP), mode
+            )
+        case BuildSystem.ISAR_PRIVILEGED:
+            raise UsageError(
+                "isar-privileged needs a privileged pod, which kasctl does not render: it "
+                "would be root on the node",
+                fix="build with isar-rootless (build_system: isar-rootless, or --isar-rootless)",
+            )
+    raise AssertionError(f"unhandled build system {build_system}")  # pragma: no cover
 
 
 def refuse_root(host: HostFacts, env: Mapping[str, str], in_job: bool = False) -> None:

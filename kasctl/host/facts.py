@@ -17,12 +17,17 @@ EngineKind = Literal["docker", "podman"]
 
 
 class EngineMode(enum.Enum):
-    """The four ways an engine can run a container here; each needs other flags."""
+    """The four ways an engine can run a container here; each needs other flags.
+
+    And one more place a RunPlan can run: a Kubernetes pod (`--emit
+    kubernetes`), whose grants are pod settings, rendered, never run.
+    """
 
     ROOTLESS_PODMAN = "rootless-podman"
     ROOTFUL_PODMAN = "rootful-podman"
     SYSTEM_DOCKER = "system-docker"
     ROOTLESS_DOCKER = "rootless-docker"
+    KUBERNETES = "kubernetes"
 
     @property
     def kind(self) -> EngineKind:
@@ -31,6 +36,11 @@ class EngineMode(enum.Enum):
             if self in (EngineMode.ROOTLESS_PODMAN, EngineMode.ROOTFUL_PODMAN)
             else "docker"
         )
+
+    @property
+    def engine(self) -> bool:
+        """A container engine on this host (not a cluster)."""
+        return self is not EngineMode.KUBERNETES
 
     @property
     def rootless(self) -> bool:

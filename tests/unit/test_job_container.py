@@ -9,7 +9,7 @@ import pytest
 
 from kasctl.build_system import BuildSystem
 from kasctl.decide import privileges
-from kasctl.decide.plan import JOB_BUILDER, plan
+from kasctl.decide.plan import BUILD_USER, plan
 from kasctl.engine.engines import render
 from kasctl.errors import UsageError
 from kasctl.host import detect
@@ -137,8 +137,8 @@ def test_as_root_in_a_job_the_build_runs_as_the_checkouts_owner_or_the_job_build
     env = dict(_plan(_job(work_owner=(1234, 1235))).env)
     assert (env["USER_ID"], env["GROUP_ID"]) == ("1234", "1235")
     env = dict(_plan(_job(work_owner=(0, 0))).env)
-    assert (env["USER_ID"], env["GROUP_ID"]) == tuple(str(i) for i in JOB_BUILDER)
-    assert JOB_BUILDER[0] != 0, "isar-rootless never builds as root"
+    assert (env["USER_ID"], env["GROUP_ID"]) == tuple(str(i) for i in BUILD_USER)
+    assert BUILD_USER[0] != 0, "isar-rootless never builds as root"
 
 
 def test_in_a_job_the_checkout_is_a_git_safe_directory_for_the_builder() -> None:
@@ -173,7 +173,7 @@ def test_doctor_says_which_setup_it_runs_in() -> None:
 
 
 def test_a_root_owned_closed_checkout_is_given_to_the_build_user_an_open_one_is_not() -> None:
-    assert _plan(_job(work_owner=(0, 0), work_open=False)).give_work_dir == JOB_BUILDER
+    assert _plan(_job(work_owner=(0, 0), work_open=False)).give_work_dir == BUILD_USER
     assert _plan(_job(work_owner=(0, 0), work_open=True)).give_work_dir is None
     assert _plan(_job(work_owner=(1234, 1235), work_open=False)).give_work_dir is None
     plain = plan(request(BuildSystem.ISAR_ROOTLESS), HOST, engine(EngineMode.SYSTEM_DOCKER))

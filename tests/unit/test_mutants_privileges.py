@@ -70,7 +70,8 @@ def test_without_both_restriction_and_profile_apparmor_active_is_unconfined(
 
 #: How a reason must begin: the cell, the run's option or the host condition that needs it.
 NEEDED_BY = re.compile(
-    r"(rootless podman|rootless docker|isar-rootless|isar-privileged|--kvm|SELinux|the host)\b"
+    r"(rootless podman|rootless docker|isar-rootless|isar-privileged|--kvm|SELinux|the host"
+    r"|a pod)\b"
 )
 
 
@@ -79,8 +80,10 @@ def _all_grants() -> list[tuple[str, str]]:
     seen = {}
     for mode in EngineMode:
         for build_system in BuildSystem:
+            if not mode.engine and build_system is IP:
+                continue  # refused: a pod is never privileged (test_kubernetes)
             for h in (host, replace(host, apparmor_restricts_userns=False)):
-                kvm = not mode.rootless or build_system is IP
+                kvm = mode.engine and (not mode.rootless or build_system is IP)
                 e = engine(mode, apparmor=True, selinux=True)
                 for g in decide(build_system, e, h, kvm=kvm).grants:
                     seen[g.flag] = g.reason

@@ -1,0 +1,210 @@
+"""--emit kubernetes: the same RunPlan as a Job; the renderer decides nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kasctl.build_system import BuildSystem
+from kasctl.config import repo
+from kasctl.decide.credentials import Share
+from kasctl.decide.plan import PodRequest, RunPlan, plan
+from kasctl.decide.privileges import POD_SECCOMP_PROFILE
+from kasctl.engine import kubernetes
+from kasctl.errors import UsageError
+from kasctl.host.facts import EngineMode
+from kasctl.layout import AGENT_SOCKET
+
+from .test_plan import HOST, engine, request
+
+POD = PodRequest(remote="https://git.example.invalid/bsp.git", commit="a" * 40)
+IR, OE, IP = BuildSystem.ISAR_ROOTLESS, BuildSystem.OPENEMBEDDED, BuildSystem.ISAR_PRIVILEGED
+
+
+def pod_plan(build_system: BuildSystem = IR, **kw: object) -> RunPlan:
+    return plan(request(build_system, pod=POD, **kw), HOST, engine(EngineMode.KUBERNETES))
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("build_system", [IR, OE], ids=lambda b: b.value)
+def test_every_security_setting_of_the_job_is_a_grant_of_the_plan(
+    build_system: BuildSystem,
+) -> None:
+    p = pod_plan(build_system)
+    job = kubernetes.job(p, "kasctl-x")
+    spec = job["spec"]["template"]["spec"]
+    security = _container(job)["securityContext"]
+    granted = {(g.setting[0], g.setting[1]): g.setting[2] for g in p.grants if g.setting}
+    assert all(g.setting for g in p.grants), "each pod grant says where it goes"
+    assert security == {k: v for (w, k), v in granted.items() if w == "container"}
+    pod_keys = set(spec) - {"restartPolicy", "initContainers", "containers", "volumes"}
+    assert {k: spec[k] for k in pod_keys} == {k: v for (w, k), v in granted.items() if w == "pod"}
+    assert spec["hostUsers"] is False, "every pod build runs in a user namespace of its own"
+    assert all(g.reason for g in p.grants)
+
+
+def test_isar_rootless_gets_what_it_needs_and_never_privilege() -> None:
+    security = _container(kubernetes.job(pod_plan(IR), "kasctl-x"))["securityContext"]
+    assert security["capabilities"] == {"add": ["SYS_ADMIN"]}
+    assert security["procMount"] == "Unmasked"
+    assert security["seccompProfile"] == {
+        "type": "Localhost",
+        "localhostProfile": POD_SECCOMP_PROFILE,
+    }
+    assert "privileged" not in security and "Unconfined" not in str(security)
+    oe = _container(kubernetes.job(pod_plan(OE), "kasctl-x"))["securityContext"]
+    assert "capabilities" not in oe and "procMount" not in oe
+
+
+def test_the_build_runs_kas_through_kasctls_entrypoint_with_the_plans_environment() -> None:
+    p = pod_plan(IR, kas_args=("/repo/kas.yml",))
+    container = _container(kubernetes.job(p, "kasctl-x"))
+    assert container["command"] == list(p.entrypoint)
+    assert container["args"] == ["build", "/repo/kas.yml"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["USER_ID"] == "1000" and env["KASCTL_BUILD_SYSTEM"] == "isar-rootless"
+    assert (env["DL_DIR"], env["SSTATE_DIR"]) == ("/downloads", "/sstate")
+
+
+def test_the_source_is_cloned_at_the_plans_commit_and_the_caches_are_claims() -> None:
+    p = pod_plan(IR)
+    job = kubernetes.job(p, "kasctl-x")
+    spec = job["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    init_env = {e["name"]: e["value"] for e in init["env"]}
+    assert (init_env["KASCTL_REMOTE"], init_env["KASCTL_COMMIT"]) == (POD.remote, POD.commit)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["kasctl-downloads"]["persistentVolumeClaim"] == {"claimName": "kasctl-downloads"}
+    assert volumes["kasctl-sstate"]["persistentVolumeClaim"] == {"claimName": "kasctl-sstate"}
+    assert volumes["work"] == {"name": "work", "emptyDir": {}}
+    mounts = {m["mountPath"]: m for m in _container(job)["volumeMounts"]}
+    assert mounts["/repo"]["readOnly"] is True and mounts["/repo"]["name"] == "source"
+
+
+def test_a_failed_build_is_not_retried_and_the_finished_job_expires() -> None:
+    job = kubernetes.job(pod_plan(IR), "kasctl-x")
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+
+
+def test_credentials_are_secrets_by_name_never_their_content(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine x login me password SECRET\n")
+    share = Share(str(netrc), "/var/kas/userdata/.netrc", "NETRC_FILE")
+    job = kubernetes.job(pod_plan(IR, shares=(share,)), "kasctl-x")
+    text = kubernetes.to_yaml([job])
+    assert "SECRET" not in text
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kasctl-netrc"] == {
+        "name": "kasctl-netrc",
+        "secret": {"secretName": "kasctl-netrc"},
+    }
+    mount = next(m for m in _container(job)["volumeMounts"] if m["name"] == "kasctl-netrc")
+    assert mount == {
+        "name": "kasctl-netrc",
+        "mountPath": "/var/kas/userdata/.netrc",
+        "subPath": "value",
+        "readOnly": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kw", "build_system", "words"),
+    [
+        ({}, IP, "privileged pod"),
+        ({"kvm": True}, IR, "--kvm"),
+        ({"runtime_args": ("--net=host",)}, IR, "--runtime-args"),
+        ({"shares": (Share("/run/user/1/ssh", AGENT_SOCKET, "SSH_AUTH_SOCK"),)}, IR, "socket"),
+    ],
+)
+def test_what_a_pod_cannot_have_is_refused_with_the_fix(
+    kw: dict[str, object], build_system: BuildSystem, words: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        pod_plan(build_system, **kw)
+    assert words in info.value.message
+    assert info.value.fix
+
+
+def test_several_configs_are_several_jobs_after_the_claims_once() -> None:
+    p = pod_plan(IR)
+    docs = kubernetes.documents([("board-a", p), ("Board_A", p), ("board-b", p)])
+    kinds = [d["kind"] for d in docs]
+    assert kinds == ["PersistentVolumeClaim"] * 2 + ["Job"] * 3
+    names = [d["metadata"]["name"] for d in docs if d["kind"] == "Job"]
+    assert len(set(names)) == 3 and names[0] == "kasctl-board-a"
+    assert all(len(n) <= 63 and n == n.lower() for n in names)
+
+
+def test_the_storage_class_is_the_claims_own() -> None:
+    p = plan(
+        request(IR, pod=replace(POD, storage_class="nfs-rwx")),
+        HOST,
+        engine(EngineMode.KUBERNETES),
+    )
+    claims = kubernetes.claims(p)
+    assert [c["spec"]["storageClassName"] for c in claims] == ["nfs-rwx", "nfs-rwx"]
+    assert "storageClassName" not in kubernetes.claims(pod_plan(IR))[0]["spec"]
+
+
+# ----------------------------------------------------------------- the source
+
+
+def _git(path: Path, *args: str) -> str:
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    return subprocess.run(
+        ["git", "-C", str(path), *ident, *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def pushed(tmp_path: Path) -> Path:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "kas.yml").write_text("header:\n  version: 14\n")
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "one")
+    _git(work, "remote", "add", "origin", str(remote))
+    _git(work, "push", "-q", "origin", "main")
+    return work
+
+
+def test_a_pushed_commit_is_where_the_pod_finds_the_source(pushed: Path) -> None:
+    found = repo.published(pushed)
+    assert found.remote == str(pushed.parent / "remote.git")
+    assert found.commit == _git(pushed, "rev-parse", "HEAD")
+
+
+def test_a_tree_with_uncommitted_changes_is_refused(pushed: Path) -> None:
+    (pushed / "kas.yml").write_text("header:\n  version: 15\n")
+    with pytest.raises(UsageError, match="not committed"):
+        repo.published(pushed)
+    _git(pushed, "checkout", "kas.yml")
+    (pushed / "new.yml").write_text("x")
+    with pytest.raises(UsageError, match="not committed"):
+        repo.published(pushed)
+
+
+def test_a_commit_the_remote_may_not_have_is_refused(pushed: Path) -> None:
+    (pushed / "kas.yml").write_text("header:\n  version: 16\n")
+    _git(pushed, "commit", "-qam", "two")
+    with pytest.raises(UsageError) as info:
+        repo.published(pushed)
+    assert "no remote-tracking branch" in info.value.message
+    assert "git push" in (info.value.fix or "")
+
+
+def test_no_git_repository_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a git repository"):
+        repo.published(tmp_path)
