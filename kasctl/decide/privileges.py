@@ -77,7 +77,7 @@ PRIVILEGED = Grant(
 #: profile below the kubelet's seccomp root (/var/lib/kubelet/seccomp): podman's
 #: own profile (containers-common's /usr/share/containers/seccomp.json), which
 #: allows unshare, mount and pivot_root to a container holding CAP_SYS_ADMIN.
-POD_SECCOMP_PROFILE = "kasctl/isar-rootless.json"
+POD_SECCOMP_PROFILE = "kasctl-isar-rootless.json"
 
 POD_USERNS = Grant(
     "hostUsers: false",

@@ -573,6 +573,21 @@ CASES = [
         ("unknown log level 'verbose'", "debug, info, warning"),
     ),
     Case(
+        "ci-log-unknown",
+        ("--ci-log", "jenkins", "build", "--dry-run", "kas.yml"),
+        ("--ci-log 'jenkins' is not a log style", "none, gitlab, github"),
+    ),
+    Case(
+        "emit-unknown-format",
+        ("build", "--emit", "nomad", "kas.yml"),
+        ("--emit 'nomad' is not a format", "--emit kubernetes"),
+    ),
+    Case(
+        "emit-without-git",
+        ("build", "--emit", "kubernetes", "kas.yml"),
+        ("not a git repository with a commit", "push"),
+    ),
+    Case(
         "engine-option-unknown",
         ("build", "--dry-run", "--engine", "lxc", "kas.yml"),
         ("unknown container engine 'lxc'", "use docker or podman"),

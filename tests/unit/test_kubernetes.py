@@ -208,3 +208,61 @@ def test_a_commit_the_remote_may_not_have_is_refused(pushed: Path) -> None:
 def test_no_git_repository_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a git repository"):
         repo.published(tmp_path)
+
+
+# ------------------------------------------------- checked against Kubernetes
+
+#: The oldest Kubernetes kasctl renders for: user namespaces for pods beta and on by default.
+OLDEST = "1.33"
+
+
+def _emitted(pushed: Path, *configs: str, capsys: pytest.CaptureFixture[str]) -> list[Any]:
+    import yaml
+
+    from kasctl import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["build", "--emit", "kubernetes", *configs])
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.mark.parametrize("version", [OLDEST, "1.37"])
+def test_every_emitted_document_is_valid_for_kubernetes_itself(
+    pushed: Path,
+    version: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kubernetes_validate
+
+    (pushed / "b.yml").write_text(
+        "header:\n  version: 14\nbuild_system: isar-rootless\nmachine: qemuarm64\n"
+    )
+    (pushed / "kas.yml").write_text("header:\n  version: 14\nbuild_system: isar-rootless\n")
+    _git(pushed, "add", "-A")
+    _git(pushed, "commit", "-qm", "configs")
+    _git(pushed, "push", "-q", "origin", "main")
+    monkeypatch.chdir(pushed)
+    monkeypatch.setenv("KAS_WORK_DIR", str(pushed))
+
+    docs = _emitted(pushed, "kas.yml", "b.yml", capsys=capsys)
+
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim"] * 2 + ["Job"] * 2
+    for doc in docs:  # raises on a field unknown to that release (strict) or a bad value
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_validator_would_catch_a_misspelt_setting(pushed: Path) -> None:
+    """The check above can fail: a pod setting the API does not know is refused."""
+    import kubernetes_validate
+
+    job = kubernetes.job(pod_plan(IR), "kasctl-x")
+    job["spec"]["template"]["spec"]["hostUser"] = False
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, OLDEST, strict=True)
+    job = kubernetes.job(pod_plan(IR), "kasctl-x")
+    job["spec"]["template"]["spec"]["hostUsers"] = "no"  # a string, not a boolean
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, OLDEST, strict=True)
