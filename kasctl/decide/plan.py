@@ -400,6 +400,9 @@ def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPl
         ("KASCTL_VERSION", __version__),
         ("DL_DIR", POD_DOWNLOADS),
         ("SSTATE_DIR", POD_SSTATE),
+        # the volumes arrive root's (emptyDir on some runtimes, many storage
+        # classes' claims): the entrypoint gives their top level to builder
+        ("KASCTL_OWN_DIRS", ":".join((WORK, POD_DOWNLOADS, POD_SSTATE))),
         *_environment(req, host),
     ]
     return RunPlan(

@@ -60,8 +60,6 @@ def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
             raise ValueError(f"{m.target} has no volume")  # pragma: no cover
         volumes.setdefault(m.volume.name, _volume(m.volume.kind, m.volume.name))
         mount: dict[str, Any] = {"name": m.volume.name, "mountPath": m.target}
-        if m.volume.kind == "source":
-            mount["subPath"] = "repo"
         if m.volume.key is not None:
             mount["subPath"] = m.volume.key
         if m.readonly:
@@ -85,8 +83,8 @@ def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
     else:
         container["args"] = list(plan.command)
     clone = (
-        f'git clone --quiet --no-checkout "$KASCTL_REMOTE" {SOURCE_MOUNT}/repo && '
-        f'git -C {SOURCE_MOUNT}/repo checkout --quiet --detach "$KASCTL_COMMIT"'
+        f'git clone --quiet --no-checkout "$KASCTL_REMOTE" {SOURCE_MOUNT} && '
+        f'git -C {SOURCE_MOUNT} checkout --quiet --detach "$KASCTL_COMMIT"'
     )
     init = {
         "name": "source",

@@ -163,6 +163,24 @@ def write_subids(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> tup
     return written[0], written[1]
 
 
+def own_dirs(paths: list[str], uid: int, gid: int) -> None:
+    """In a pod: give builder the top level of its volumes that arrive root-owned.
+
+    A pod's emptyDir and many storage classes' claims start owned by root
+    (of the pod's user namespace) and closed to others; builder must create
+    its build dir and the caches there. Only the top level, only root's.
+    """
+    for path in paths:
+        try:
+            st = os.stat(path)
+            if st.st_uid == 0 and not st.st_mode & 0o002:
+                os.chown(path, uid, gid)
+        except OSError as exc:
+            print(
+                f"kasctl-entrypoint: warning: cannot give {path} to builder: {exc}", file=sys.stderr
+            )
+
+
 def enable_sudo() -> None:
     """isar-privileged: Isar runs `sudo -E`; restore the real sudo for builder."""
     if os.path.exists(SUDO_REAL):
@@ -459,6 +477,8 @@ def main(argv: list[str]) -> None:
     elif uid != 0:
         remap_builder(uid, gid)
     install_ssh_dir((0, 0) if nest else (uid, gid))
+    if uid != 0 and os.environ.get("KASCTL_OWN_DIRS"):
+        own_dirs(os.environ["KASCTL_OWN_DIRS"].split(":"), uid, gid)
     if mode == "isar-rootless" and kas_command(cmd) in CLEANS:
         cmd = rootless_clean(cmd)
     if mode == "isar-rootless":

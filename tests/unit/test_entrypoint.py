@@ -166,3 +166,26 @@ def test_any_letter_may_stand_in_the_checkout_path(tmp_path: Path) -> None:
     gitconfig = tmp_path / "gitconfig"
     env = {"GITLAB_CI": "true", "CI_PROJECT_DIR": "/builds/XYZ-group/X"}
     assert ep.gitlab_safe_directories(env, str(gitconfig)) == ["/builds/XYZ-group/X"]
+
+
+def test_in_a_pod_only_root_owned_closed_volumes_are_given_to_builder(tmp_path: Path) -> None:
+    import os
+
+    from kasctl.inside import entrypoint
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    closed, open_, users = tmp_path / "work", tmp_path / "emptydir", tmp_path / "claim"
+    for d in (closed, open_, users):
+        d.mkdir()
+    closed.chmod(0o755)
+    open_.chmod(0o1777)
+    os.chown(users, 4321, 4321)
+    (closed / "keep").write_text("x")
+
+    entrypoint.own_dirs([str(closed), str(open_), str(users), str(tmp_path / "gone")], 1000, 1000)
+
+    assert (closed.stat().st_uid, closed.stat().st_gid) == (1000, 1000)
+    assert (closed / "keep").stat().st_uid == 0, "only the top level"
+    assert open_.stat().st_uid == 0, "a dir open to all is left as it is"
+    assert users.stat().st_uid == 4321, "a dir someone owns is left as it is"

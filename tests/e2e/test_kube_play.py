@@ -1,0 +1,198 @@
+"""The emitted Job's pod template, run for real by `podman kube play` (rootless), with drop-ones.
+
+kasctl emits the Job for the Isar stand-in (tests/fixtures/isar-standin,
+NOT Isar); this test plays its pod template the way a node would run it,
+as far as podman 4.3 can, and says where it stands in for the cluster:
+
+- podman plays Pods, not Jobs: the template becomes a Pod;
+- the resources are left out (rootless podman on cgroup v1 cannot limit
+  memory);
+- the claims become local named volumes of this test, the remote a bare
+  repository on a hostPath (the one change to the init container: git's
+  safe.directory, as the hostPath shows up owned by nobody);
+- `hostUsers: false` is podman's automatic user namespace, 65536 ids as a
+  kubelet gives a pod (`--userns=auto:size=65536`, passed only when the pod
+  says false: the flag would override hostUsers);
+- podman 4.3 ignores the `seccompProfile` field: the Localhost profile is
+  given as podman's seccomp annotation, from a profile root holding the file
+  the README tells administrators to install;
+- podman 4.3 ignores `procMount: Unmasked` (it came in podman 4.7): the
+  test unmounts /proc's masks before the entrypoint starts, and only when
+  the pod asks for Unmasked (it needs CAP_SYS_ADMIN, as the real thing does
+  not; the drop-one of SYS_ADMIN fails before that anyway, in newuidmap).
+
+Each drop-one removes one granted setting and the stand-in build fails,
+for the reason the grant names.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .harness import Project, Runner, kasctl_bin, make_project, make_runner
+
+pytestmark = pytest.mark.e2e
+
+PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
+UNMASK = (
+    "for m in $(awk '$5 ~ \"^/proc/\" {print $5}' /proc/self/mountinfo | sort -r); "
+    'do umount "$m" || { echo "test: cannot unmask $m" >&2; break; }; done; exec "$@"'
+)
+
+
+def _emit(runner: Runner, project: Project) -> dict[str, Any]:
+    remote = project.work / "remote.git"
+    for argv in (
+        ["git", "clone", "-q", "--bare", str(project.repo), str(remote)],
+        ["git", "-C", str(project.repo), "remote", "add", "origin", str(remote)],
+        ["git", "-C", str(project.repo), "fetch", "-q", "origin"],
+    ):  # as the user, who owns the repository
+        assert runner.run(argv, project.work).returncode == 0
+    result = runner.run(
+        [kasctl_bin(), "build", "--emit", "kubernetes", project.config.removeprefix("repo/")],
+        project.repo,
+    )
+    assert result.returncode == 0, result.stderr
+    (job,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Job"]
+    return job
+
+
+def _pod(job: dict[str, Any], run: str, remote: Path) -> tuple[dict[str, Any], list[str]]:
+    """The Job's pod template as podman 4.3 plays it; the extra kube play flags."""
+    template = copy.deepcopy(job["spec"]["template"])
+    spec = template["spec"]
+    annotations: dict[str, str] = {}
+    flags = []
+    if spec.get("hostUsers") is False:
+        flags.append("--userns=auto:size=65536")
+    for volume in spec["volumes"]:
+        if "persistentVolumeClaim" in volume:  # a local volume in place of the claim
+            volume["persistentVolumeClaim"]["claimName"] += f"-{run}"
+    renamed = {v["name"]: f"{v['name']}-{run}" for v in spec["volumes"] if "emptyDir" in v}
+    for volume in spec["volumes"]:
+        volume["name"] = renamed.get(volume["name"], volume["name"])
+    spec["volumes"].append(
+        {"name": "remote", "hostPath": {"path": str(remote), "type": "Directory"}}
+    )
+    for container in spec["initContainers"] + spec["containers"]:
+        for mount in container["volumeMounts"]:
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    (init,) = spec["initContainers"]
+    init["volumeMounts"].append({"name": "remote", "mountPath": str(remote), "readOnly": True})
+    init["command"][-1] = "git config --global --add safe.directory '*'; " + init["command"][-1]
+    (build,) = spec["containers"]
+    build.pop("resources")  # a node enforces them; rootless podman on cgroup v1 cannot
+    security = build["securityContext"]
+    profile = security.pop("seccompProfile", None)
+    if profile:
+        annotations[f"container.seccomp.security.alpha.kubernetes.io/{build['name']}"] = (
+            "localhost/" + profile["localhostProfile"]
+        )
+    if security.get("procMount") == "Unmasked":
+        build["command"] = ["/bin/sh", "-c", UNMASK, "unmask", *build["command"]]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"kasctl-play-{run}", "annotations": annotations},
+        "spec": spec,
+    }, flags
+
+
+def _play(runner: Runner, pod: dict[str, Any], flags: list[str], scratch: Path) -> tuple[int, str]:
+    """kube play, wait for the build container, its log; everything removed afterwards."""
+    path = scratch / f"{pod['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(pod, sort_keys=False))
+    path.chmod(0o644)
+    profiles = scratch / "seccomp"
+    name = pod["metadata"]["name"]
+    build = f"{name}-{pod['spec']['containers'][0]['name']}"
+    try:
+        play = runner.run(
+            ["podman", "kube", "play", *flags, "--seccomp-profile-root", str(profiles), str(path)],
+            scratch,
+            timeout=600,
+        )
+        state = runner.run(["podman", "inspect", build, "--format", "{{.State.Status}}"], scratch)
+        if play.returncode != 0 or state.stdout.strip() in ("", "created"):
+            logs = runner.run(["podman", "logs", build], scratch)
+            return 125, play.stderr + logs.stdout + logs.stderr
+        waited = runner.run(["podman", "wait", build], scratch, timeout=600)
+        logs = runner.run(["podman", "logs", build], scratch)
+        return int(waited.stdout.strip() or 125), logs.stdout + logs.stderr
+    finally:
+        runner.run(["podman", "kube", "down", str(path)], scratch)
+        runner.run(["podman", "pod", "rm", "-f", name], scratch)
+        volumes = runner.run(["podman", "volume", "ls", "-q"], scratch).stdout.split()
+        for volume in volumes:
+            if volume.endswith(run_suffix(name)):
+                runner.run(["podman", "volume", "rm", "-f", volume], scratch)
+
+
+def run_suffix(pod_name: str) -> str:
+    return "-" + pod_name.rsplit("-", 1)[-1]
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, dict[str, Any], Path, Path]:
+    runner = make_runner("rootless-podman")
+    project = make_project(runner)
+    scratch = Path(tempfile.mkdtemp(prefix="kasctl-kube-play-", dir="/tmp"))
+    scratch.chmod(0o755)
+    (scratch / "seccomp").mkdir()
+    # what the README asks of each node: podman's profile, under the name the Job uses
+    shutil.copy(PODMAN_PROFILE, scratch / "seccomp" / "kasctl-isar-rootless.json")
+    subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(scratch)], check=True)
+    return runner, _emit(runner, project), project.work / "remote.git", scratch
+
+
+def _build(
+    played: tuple[Runner, dict[str, Any], Path, Path], run: str, job: dict[str, Any]
+) -> tuple[int, str]:
+    runner, _job, remote, scratch = played
+    pod, flags = _pod(job, run, remote)
+    return _play(runner, pod, flags, scratch)
+
+
+def _security(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+
+
+def test_the_emitted_pod_builds_the_stand_in_in_its_own_user_namespace(
+    played: tuple[Runner, dict[str, Any], Path, Path],
+) -> None:
+    status, log = _build(played, f"ok{os.getpid()}", played[1])
+    assert status == 0, log[-5000:]
+    assert "isar-standin: done (rootless)" in log
+    # the nested namespace: root is builder (1000 of the pod), the rest from the
+    # pod's own 65536 ids, nobody (65534) included
+    assert "isar-standin: inside: uid_map  0 1000 1/ 1 1002 64533/ 65534 65535 1/" in log, log
+
+
+@pytest.mark.parametrize(
+    ("drop", "failure"),
+    [
+        # newuidmap cannot write the nested map without CAP_SYS_ADMIN
+        ("capabilities", "FAILED: mmdebstrap --mode=unshare"),
+        # a fresh proc mount while /proc has masked paths
+        ("procMount", "FAILED: unshare into the builder's range"),
+    ],
+)
+def test_each_granted_pod_setting_is_needed(
+    played: tuple[Runner, dict[str, Any], Path, Path], drop: str, failure: str
+) -> None:
+    job = copy.deepcopy(played[1])
+    assert drop in _security(job), "the setting is one kasctl grants"
+    del _security(job)[drop]
+    status, log = _build(played, f"{drop.lower()[:4]}{os.getpid()}", job)
+    assert status != 0, log[-5000:]
+    assert "isar-standin: FAILED" in log and failure in log, log[-3000:]
+    print("\n".join(line for line in log.splitlines() if "newuidmap" in line or "/proc" in line))
