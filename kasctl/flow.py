@@ -72,9 +72,10 @@ def run_kas(
     if clean_dry_run and spec.cleaner:
         return _clean_preview(spec.name, req.work_dir, env)
     host = detect.host_facts()
-    privileges.refuse_root(host, env, in_job=detect.container_id() is not None)
+    container = detect.container_id()
+    privileges.refuse_root(host, env, in_job=container is not None)
     kind = detect.choose_engine(opts.engine, req.build_system, env)
-    engine = detect.engine_facts(kind, env, req.work_dir)
+    engine = detect.engine_facts(kind, env, req.work_dir, container)
     with _worktree_gitfile(req) as req:
         return plan_and_run(req, host, engine, opts)
 
@@ -220,7 +221,7 @@ def doctor_command(given: cmdline.Parsed, opts: Options) -> int:
     container = detect.container_id()
     binary = probes[kind].binary if kind else None
     if kind and binary:
-        job = detect.job_container(binary, None) if container else None
+        job = detect.job_container(binary, container, None) if container else None
         checks.insert(0, doctor.setup_check(container, job, kind, fuse=os.path.exists("/dev/fuse")))
     others = [
         doctor.Check(

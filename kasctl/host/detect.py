@@ -427,13 +427,8 @@ def parse_mounts(inspected: str) -> tuple[tuple[str, str], ...] | None:
     return tuple(pairs)
 
 
-def job_container(
-    binary: str, work_dir: Path | None, root: Path = Path("/")
-) -> JobContainer | None:
-    """Whether kasctl runs in a container, and the engine's account of its mounts."""
-    cid = container_id(root)
-    if cid is None:
-        return None
+def job_container(binary: str, cid: str, work_dir: Path | None) -> JobContainer:
+    """The engine's account of the container kasctl runs in (cid: container_id())."""
     owner = None
     open_to_all = False
     if work_dir is not None:
@@ -451,9 +446,16 @@ def job_container(
 
 
 def engine_facts(
-    kind: EngineKind, env: Mapping[str, str], work_dir: Path | None = None
+    kind: EngineKind,
+    env: Mapping[str, str],
+    work_dir: Path | None = None,
+    container: str | None = None,
 ) -> EngineFacts:
-    """Ask the engine itself whether it is rootless (never guess from version text)."""
+    """Ask the engine itself whether it is rootless (never guess from version text).
+
+    container: the id of the container kasctl runs in (container_id()), whose
+    mounts the engine is then asked for; None on a plain host.
+    """
     binary = shutil.which(kind)
     if not binary:
         raise HostError(f"{kind} is not installed (not on PATH)", fix=f"install {kind}")
@@ -466,7 +468,7 @@ def engine_facts(
             binary=binary,
             version="",
             selinux=True,
-            job=job_container(binary, work_dir),
+            job=job_container(binary, container, work_dir) if container else None,
         )
     info = query_info(binary)
     if isinstance(info, str):
@@ -478,7 +480,7 @@ def engine_facts(
         )
     mode, version, apparmor = mode_from_info(kind, info)
     return EngineFacts(
-        job=job_container(binary, work_dir),
+        job=job_container(binary, container, work_dir) if container else None,
         mode=mode,
         binary=binary,
         version=version,

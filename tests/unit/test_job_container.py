@@ -50,7 +50,7 @@ def test_a_vm_with_a_dockerenv_file_is_no_job_container(tmp_path: Path) -> None:
     (tmp_path / ".dockerenv").touch()
     (tmp_path / "proc" / "self").mkdir(parents=True)
     (tmp_path / "proc" / "self" / "mountinfo").write_text(VM_MOUNTINFO)
-    assert detect.job_container("/nonexistent/docker", None, tmp_path) is None
+    assert detect.container_id(tmp_path) is None
 
 
 def test_the_daemons_account_of_the_mounts_is_read() -> None:
