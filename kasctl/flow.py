@@ -126,17 +126,11 @@ def emit(given: cmdline.Parsed, spec: Command, opts: Options, kas_cmd: str | Non
 
     if opts.emit != "kubernetes":
         raise UsageError(f"--emit {opts.emit!r} is not a format", fix="use --emit kubernetes")
-    from kasctl.input.commands import VALUE_OPTIONS
+    from kasctl.input.commands import positionals
 
-    options: list[str] = []
-    configs: list[str] = []
-    value_next = False
-    for arg in given.args:  # kas's options (with their values) go to every Job
-        if value_next or arg.startswith("-"):
-            options.append(arg)
-            value_next = not value_next and arg in VALUE_OPTIONS
-        else:
-            configs.append(arg)
+    at = set(positionals(given.args))  # each config is a Job; kas's options go to every Job
+    configs = [a for i, a in enumerate(given.args) if i in at]
+    options = [a for i, a in enumerate(given.args) if i not in at]
     if not configs:
         raise UsageError(
             "--emit kubernetes needs a config", fix="kasctl build --emit kubernetes CONFIG..."

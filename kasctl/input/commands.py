@@ -12,6 +12,7 @@ order given; what follows `--` goes to bitbake.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kasctl.errors import UsageError
@@ -51,14 +52,8 @@ class KasArgs:
         )
 
 
-def parse(command: Command, args: list[str], bitbake: list[str] | None = None) -> KasArgs:
-    """Find the configs among kas's arguments; bitbake's (after `--`) are kept as given."""
-    for arg in args:
-        if arg in REFUSED or arg.startswith("--preserve-env="):
-            raise UsageError(
-                f"{arg} is not supported: the container's environment is built explicitly",
-                fix="pass the variables you need (kasctl forwards KAS_*, proxies, TERM, ...)",
-            )
+def positionals(args: Sequence[str]) -> list[int]:
+    """Where kas's positional arguments stand: not an option, nor an option's value."""
     positions: list[int] = []
     skip_value = False
     for index, arg in enumerate(args):
@@ -69,6 +64,18 @@ def parse(command: Command, args: list[str], bitbake: list[str] | None = None) -
             skip_value = arg in VALUE_OPTIONS
             continue
         positions.append(index)
+    return positions
+
+
+def parse(command: Command, args: list[str], bitbake: list[str] | None = None) -> KasArgs:
+    """Find the configs among kas's arguments; bitbake's (after `--`) are kept as given."""
+    for arg in args:
+        if arg in REFUSED or arg.startswith("--preserve-env="):
+            raise UsageError(
+                f"{arg} is not supported: the container's environment is built explicitly",
+                fix="pass the variables you need (kasctl forwards KAS_*, proxies, TERM, ...)",
+            )
+    positions = positionals(args)
     wanted = positions[: command.configs]
     if len(positions) < command.required:
         raise UsageError(
