@@ -305,7 +305,14 @@ def plan(req: Request, host: HostFacts, engine: EngineFacts) -> RunPlan:
         labels=_labels(req, host),
         mounts=_through_job(mounts, engine.job),
         env=(
-            *_identity(req, host, keep_id, privileges.kvm_gid, engine.job, repo_mounts),
+            *_identity(
+                req,
+                _user_ids(host, engine.job),
+                keep_id,
+                privileges.kvm_gid,
+                engine.job,
+                repo_mounts,
+            ),
             *dir_env,
             *_avoided_ids(req, mode, host),
             *_environment(req, host),
@@ -391,13 +398,8 @@ def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPl
             for s in req.shares
         ),
     ]
-    uid, gid = BUILD_USER
     env = [
-        ("USER_ID", str(uid)),
-        ("GROUP_ID", str(gid)),
-        ("KAS_WORK_DIR", WORK),
-        ("KASCTL_BUILD_SYSTEM", req.build_system.value),
-        ("KASCTL_VERSION", __version__),
+        *_identity(req, BUILD_USER, keep_id=False, kvm_gid=None, job=None, repo_mounts=[]),
         ("DL_DIR", POD_DOWNLOADS),
         ("SSTATE_DIR", POD_SSTATE),
         # the volumes arrive root's (emptyDir on some runtimes, many storage
@@ -466,14 +468,14 @@ def _keeps_id(mode: EngineMode, host: HostFacts) -> bool:
 
 def _identity(
     req: Request,
-    host: HostFacts,
+    ids: tuple[int, int],
     keep_id: bool,
     kvm_gid: int | None,
     job: JobContainer | None,
     repo_mounts: list[Mount],
 ) -> Env:
-    """Who builder is, and what the entrypoint is told about the run."""
-    uid, gid = _user_ids(host, job)
+    """Who builder is (ids), and what the entrypoint is told about the run."""
+    uid, gid = ids
     env = [
         ("USER_ID", str(uid)),
         ("GROUP_ID", str(gid)),
