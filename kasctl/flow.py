@@ -107,12 +107,12 @@ def _build_report(
     """After a build: the failure summary when it failed, the JUnit report when asked for."""
     from kasctl.report import failures  # only a failed or reported build reads its logs
 
-    summary = failures.analyse(build_dir, run_plan.mounts, started)
     if status != 0:
         failures.report(build_dir, run_plan.mounts, started)
     if junit_file:
         from kasctl.report import junit
 
+        summary = failures.analysed(build_dir, run_plan.mounts, started)
         path = Path(junit_file)
         junit.write(path, junit.report("build", status, summary))
         print(f"kasctl: JUnit report: {path}", file=sys.stderr)

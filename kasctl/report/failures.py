@@ -414,6 +414,22 @@ def summarize(build_dir: Path, mounts: Sequence[Mount], since: float) -> list[st
     return render(summary) if summary else []
 
 
+def _unreadable() -> None:
+    """Say (at debug level) why the logs could not be read, and go on."""
+    import logging
+
+    logging.getLogger("kasctl").debug("could not summarize the failed build", exc_info=True)
+
+
+def analysed(build_dir: Path, mounts: Sequence[Mount], since: float) -> Summary | None:
+    """analyse(), but a bug in reading logs never replaces the build's own status: None then."""
+    try:
+        return analyse(build_dir, mounts, since)
+    except Exception:
+        _unreadable()
+        return None
+
+
 def report(
     build_dir: Path, mounts: Sequence[Mount], since: float, stream: TextIO | None = None
 ) -> None:
@@ -421,9 +437,7 @@ def report(
     try:
         lines = summarize(build_dir, mounts, since)
     except Exception:  # a bug in reading logs must not replace the build's exit status
-        import logging
-
-        logging.getLogger("kasctl").debug("could not summarize the failed build", exc_info=True)
+        _unreadable()
         return
     out = stream or sys.stderr
     for line in lines:
