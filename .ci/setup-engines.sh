@@ -276,6 +276,18 @@ extra_user kasnum "UID:500000:165536"
 extra_user kasnosub ""
 extra_user kasdef "UID:800000:65536"
 
+# Rootful podman's automatic user namespaces (--userns=auto, what `podman kube
+# play` makes of a pod's `hostUsers: false`) take their ids from the ranges of
+# the name `containers`; no user of that name is needed. 16 pods of 65536 ids,
+# above every range given here.
+step "sub-ids for rootful podman's automatic user namespaces"
+for f in /etc/subuid /etc/subgid; do
+    grep -v '^containers:' "$f" >"$f.tmp" || true
+    printf '%s\n' "containers:2000000:1048576" >>"$f.tmp"
+    chmod 644 "$f.tmp" && mv "$f.tmp" "$f"
+done
+info "containers: 2000000:1048576"
+
 # ---------------------------------------------------- the privileged executor
 # isar-privileged on a rootless engine runs the rootful one through sudo, as
 # kas-container does; the test user may do that for the engines only.

@@ -3,6 +3,8 @@
 Runs as root at every container start, so it is stdlib-only and does its work
 in-process (no usermod/groupmod/chown subprocesses). Steps:
 
+0. in a pod (KASCTL_OWN_USERNS=1), refuse the node's own user namespace
+   (`require_own_userns`);
 1. give `builder` the host user's uid and gid (USER_ID / GROUP_ID), so that
    files written to the bind mounts belong to that user on the host; where
    the engine maps the host user to the container's root (rootless docker,
@@ -161,6 +163,27 @@ def write_subids(uid: int, gid: int, maps: dict[str, tuple[Extent, ...]]) -> tup
             f.write(line + "\n")
         written.append(line)
     return written[0], written[1]
+
+
+#: The id map of the initial user namespace (the host's, a node's): every id is itself.
+INITIAL_MAP = (Extent(0, 0, 4294967295),)
+
+
+def require_own_userns(uid_map: tuple[Extent, ...]) -> None:
+    """In a pod (KASCTL_OWN_USERNS=1): refuse to run in the node's own user namespace.
+
+    kasctl grants a pod CAP_SYS_ADMIN and an unmasked /proc only together with
+    `hostUsers: false`. A cluster without user namespaces for pods (the feature
+    gate off, or a runtime without support) drops that field without a word,
+    and the same pod then holds those privileges as the node's root.
+    """
+    if tuple(uid_map) == INITIAL_MAP:
+        raise EntrypointError(
+            "this pod runs in the node's own user namespace, so its root and CAP_SYS_ADMIN "
+            "would be the node's: the cluster did not honour the Job's `hostUsers: false`",
+            fix="run it where pods get user namespaces (Kubernetes 1.33 or later, a runtime "
+            "and kernel that support them: README, 'On Kubernetes'); never remove the setting",
+        )
 
 
 def own_dirs(paths: list[str], uid: int, gid: int) -> None:
@@ -457,6 +480,8 @@ def main(argv: list[str]) -> None:
     cmd = command_line(argv, direct=direct)
     if os.getuid() != 0:
         raise EntrypointError("the entrypoint must start as root (do not pass --user)")
+    if os.environ.get("KASCTL_OWN_USERNS") == "1":
+        require_own_userns(own_maps()["uid"])
     if direct and os.environ.get("GITLAB_CI"):
         gitlab_safe_directories(os.environ, GITCONFIG)
     elif not direct and os.environ.get("KASCTL_SAFE_DIRECTORIES"):

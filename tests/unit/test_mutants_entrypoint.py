@@ -1101,3 +1101,63 @@ def test_a_stripped_binary_since_removed_does_not_end_the_lock_check(tmp_path: P
         "/usr/bin/gone\n/usr/lib/openssh/ssh-keysign\n"
     )
     assert ep.setid_binaries(str(tmp_path)) == ["/usr/lib/openssh/ssh-keysign"]
+
+
+#: A pod's own user namespace, as a kubelet maps one (65536 ids far above the node's).
+POD_MAP = "0 3000000 65536\n"
+
+
+def test_a_pod_in_the_nodes_own_user_namespace_is_refused_before_anything_changes(
+    box: Box,
+) -> None:
+    """hostUsers: false dropped by the cluster: root and CAP_SYS_ADMIN would be the node's."""
+    Path(box.at("/work")).mkdir()
+    error = refused(
+        box,
+        USER_ID="1000",
+        GROUP_ID="1000",
+        KASCTL_BUILD_SYSTEM="isar-rootless",
+        KASCTL_OWN_USERNS="1",
+        KASCTL_OWN_DIRS="/work",
+    )
+    assert "the node's own user namespace" in error.message
+    assert "hostUsers: false" in error.message and "On Kubernetes" in (error.fix or "")
+    assert box.owners == {} and not os.path.exists(box.at("/etc/subuid")), "nothing changed"
+
+
+def test_a_pod_in_a_user_namespace_of_its_own_starts(box: Box) -> None:
+    box.file("/proc/self/uid_map", POD_MAP)
+    box.file("/proc/self/gid_map", POD_MAP)
+    run = start(
+        box,
+        USER_ID="1000",
+        GROUP_ID="1000",
+        KASCTL_BUILD_SYSTEM="isar-rootless",
+        KASCTL_OWN_USERNS="1",
+    )
+    assert run.ids == (1000, 1000, [1000])
+    assert box.text("/etc/subuid") == "builder:1001:64535\n", "the ids above builder's"
+
+
+def test_outside_a_pod_the_hosts_user_namespace_is_a_rootful_engines_own(box: Box) -> None:
+    """Rootful engines run containers in the host's user namespace: that is no refusal."""
+    run = start(box, USER_ID="1001", GROUP_ID="1001", KASCTL_BUILD_SYSTEM="openembedded")
+    assert run.ids == (1001, 1001, [1001])
+
+
+@pytest.mark.parametrize(
+    "uid_map",
+    [
+        "0 0 4294967294\n",  # one id short of every id
+        "1 1 4294967294\n",  # root not mapped
+        "0 0 65536\n",  # the node's first ids, but not all of them: a namespace of its own
+        "0 0 4294967295\n1 1 1\n",  # not a single extent
+    ],
+)
+def test_only_the_initial_map_is_the_nodes(uid_map: str) -> None:
+    ep.require_own_userns(tuple(ep.parse_id_map(uid_map)))
+
+
+def test_the_initial_map_is_refused() -> None:
+    with pytest.raises(KasctlError):
+        ep.require_own_userns(ep.parse_id_map(IDENTITY_MAP))
