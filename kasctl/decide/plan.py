@@ -87,6 +87,21 @@ class PodRequest:
 
 
 @dataclass(frozen=True)
+class PodLife:
+    """How a build's pod lives, decided here (kasctl.engine.kubernetes only renders it)."""
+
+    #: The ids that clone the source in the init container: builder's, never root.
+    source_user: tuple[int, int]
+    #: A failed build is not run again (backoffLimit; restartPolicy Never):
+    #: its pod stays, with its logs, for the time to live.
+    retries: int = 0
+    #: Seconds a finished Job (and its pod, with its logs) stays before it is deleted.
+    ttl_seconds: int = 86400
+    #: The caches' claims: builds on several nodes share them.
+    cache_access: str = "ReadWriteMany"
+
+
+@dataclass(frozen=True)
 class Mount:
     #: The path as kasctl sees it (and reads logs from).
     source: str
@@ -180,6 +195,8 @@ class RunPlan:
     pod: PodRequest | None = None
     #: A pod's resources: requests (and the memory limit), from POD_RESOURCES.
     resources: tuple[tuple[str, str, str], ...] = ()
+    #: A pod's life: who clones its source, no retries, its time to live.
+    pod_life: PodLife | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -405,6 +422,9 @@ def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPl
         # the volumes arrive root's (emptyDir on some runtimes, many storage
         # classes' claims): the entrypoint gives their top level to builder
         ("KASCTL_OWN_DIRS", ":".join((WORK, POD_DOWNLOADS, POD_SSTATE))),
+        # the pod's grants hold only in a user namespace of its own (hostUsers:
+        # false): the entrypoint refuses to start in the node's
+        ("KASCTL_OWN_USERNS", "1"),
         *_environment(req, host),
     ]
     return RunPlan(
@@ -426,6 +446,7 @@ def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPl
         entrypoint=ENTRYPOINT if req.build_system is BuildSystem.ISAR_ROOTLESS else (),
         pod=pod,
         resources=POD_RESOURCES,
+        pod_life=PodLife(source_user=BUILD_USER),
     )
 
 

@@ -85,12 +85,6 @@ POD_USERNS = Grant(
     "below hold in that namespace only, never on the node (Kubernetes' user namespaces)",
     ("pod", "hostUsers", False),
 )
-POD_ROOT = Grant(
-    "runAsUser: 0",
-    "a pod: the entrypoint starts as the pod's (namespaced) root to give builder its "
-    "ids and write /etc/subuid, then drops to builder for the build",
-    ("container", "runAsUser", 0),
-)
 POD_SYS_ADMIN = Grant(
     "capabilities.add: [SYS_ADMIN]",
     SYS_ADMIN.reason,
@@ -105,7 +99,7 @@ POD_UNMASKED = Grant(
 POD_SECCOMP = Grant(
     f"seccompProfile: Localhost {POD_SECCOMP_PROFILE}",
     "isar-rootless: bubblewrap calls pivot_root and the build nests user and mount "
-    "namespaces; the runtime's default profile (RuntimeDefault, Docker's) refuses "
+    "namespaces; containerd's default profile (RuntimeDefault there, and Docker's) refuses "
     "pivot_root under any capability",
     ("container", "seccompProfile", {"type": "Localhost", "localhostProfile": POD_SECCOMP_PROFILE}),
 )
@@ -320,11 +314,9 @@ def _pod(build_system: BuildSystem) -> Privileges:
     mode = EngineMode.KUBERNETES
     match build_system:
         case BuildSystem.OPENEMBEDDED:
-            return Privileges((POD_USERNS, POD_ROOT), mode)
+            return Privileges((POD_USERNS,), mode)
         case BuildSystem.ISAR_ROOTLESS:
-            return Privileges(
-                (POD_USERNS, POD_ROOT, POD_SYS_ADMIN, POD_UNMASKED, POD_SECCOMP), mode
-            )
+            return Privileges((POD_USERNS, POD_SYS_ADMIN, POD_UNMASKED, POD_SECCOMP), mode)
         case BuildSystem.ISAR_PRIVILEGED:
             raise UsageError(
                 "isar-privileged needs a privileged pod, which kasctl does not render: it "

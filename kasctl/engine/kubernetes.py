@@ -11,8 +11,9 @@ the grants each to the field it names. What the Job holds:
 - volumes: scratch (emptyDir) for the work dir, the source, the caches as
   persistent volume claims shared between builds, credentials as secrets
   (by name: never their content);
-- no restarts of a failed build (restartPolicy Never, backoffLimit 0), and a
-  time to live for the finished Job.
+- the pod's life as the plan decides it (kasctl.decide.plan.PodLife): who
+  clones, no restarts of a failed build (restartPolicy Never, backoffLimit
+  from its retries), and a time to live for the finished Job.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from typing import Any
 
 from kasctl.decide.plan import RunPlan
 
-#: Seconds a finished Job (and its pod, with its logs) stays before it is deleted.
-TTL_SECONDS = 86400
 #: Where the init container clones the source (the `source` volume's mount).
 SOURCE_MOUNT = "/source"
 
@@ -44,8 +43,9 @@ def _volume(kind: str, name: str) -> dict[str, Any]:
 
 def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
     """The Job for one plan (its mode is kubernetes)."""
-    if plan.pod is None:
+    if plan.pod is None or plan.pod_life is None:
         raise ValueError("not a pod plan")  # pragma: no cover
+    life = plan.pod_life
     pod_spec: dict[str, Any] = {}
     security: dict[str, Any] = {}
     for grant in plan.grants:
@@ -96,7 +96,7 @@ def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
             {"name": "HOME", "value": "/tmp"},
         ],
         "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT}],
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        "securityContext": {"runAsUser": life.source_user[0], "runAsGroup": life.source_user[1]},
     }
     pod_spec.update(
         {
@@ -112,8 +112,8 @@ def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
         "kind": "Job",
         "metadata": {"name": job_name, "labels": labels},
         "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": TTL_SECONDS,
+            "backoffLimit": life.retries,
+            "ttlSecondsAfterFinished": life.ttl_seconds,
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }
@@ -121,12 +121,12 @@ def job(plan: RunPlan, job_name: str) -> dict[str, Any]:
 
 def claims(plan: RunPlan) -> list[dict[str, Any]]:
     """The caches' claims (ReadWriteMany: builds on several nodes share them)."""
-    if plan.pod is None:
+    if plan.pod is None or plan.pod_life is None:
         raise ValueError("not a pod plan")  # pragma: no cover
     out = []
     for name in (plan.pod.downloads_claim, plan.pod.sstate_claim):
         spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteMany"],
+            "accessModes": [plan.pod_life.cache_access],
             "resources": {"requests": {"storage": plan.pod.cache_size}},
         }
         if plan.pod.storage_class:

@@ -12,7 +12,7 @@ import pytest
 from kasctl.build_system import BuildSystem
 from kasctl.config import repo
 from kasctl.decide.credentials import Share
-from kasctl.decide.plan import PodRequest, RunPlan, plan
+from kasctl.decide.plan import PodLife, PodRequest, RunPlan, plan
 from kasctl.decide.privileges import POD_SECCOMP_PROFILE
 from kasctl.engine import kubernetes
 from kasctl.errors import UsageError
@@ -94,6 +94,30 @@ def test_a_failed_build_is_not_retried_and_the_finished_job_expires() -> None:
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
+
+
+def test_the_pods_life_is_the_plans_not_the_renderers() -> None:
+    life = PodLife(source_user=(2000, 2001), retries=2, ttl_seconds=60, cache_access="X")
+    p = replace(pod_plan(IR), pod_life=life)
+    job = kubernetes.job(p, "kasctl-x")
+    (init,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert init["securityContext"] == {"runAsUser": 2000, "runAsGroup": 2001}
+    assert (job["spec"]["backoffLimit"], job["spec"]["ttlSecondsAfterFinished"]) == (2, 60)
+    assert {c["spec"]["accessModes"][0] for c in kubernetes.claims(p)} == {"X"}
+
+
+@pytest.mark.parametrize("build_system", [IR, OE], ids=lambda b: b.value)
+def test_every_pod_refuses_to_build_in_the_nodes_user_namespace(build_system: BuildSystem) -> None:
+    """A cluster that drops hostUsers: false must not get a build holding the node's root."""
+    p = pod_plan(build_system)
+    assert dict(p.env)["KASCTL_OWN_USERNS"] == "1"
+    assert ("pod", "hostUsers", False) in [g.setting for g in p.grants]
+
+
+def test_the_source_is_cloned_by_builder_not_root() -> None:
+    (init,) = kubernetes.job(pod_plan(IR), "kasctl-x")["spec"]["template"]["spec"]["initContainers"]
+    env = {e["name"]: e["value"] for e in _container(kubernetes.job(pod_plan(IR), "x"))["env"]}
+    assert init["securityContext"]["runAsUser"] == int(env["USER_ID"]) != 0
 
 
 def test_credentials_are_secrets_by_name_never_their_content(tmp_path: Path) -> None:
@@ -266,3 +290,42 @@ def test_the_validator_would_catch_a_misspelt_setting(pushed: Path) -> None:
     job["spec"]["template"]["spec"]["hostUsers"] = "no"  # a string, not a boolean
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(job, OLDEST, strict=True)
+
+
+def _readme_job() -> dict[str, Any]:
+    import yaml
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text.split("## On Kubernetes", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (job,) = [d for d in yaml.safe_load_all(block) if d]
+    return job
+
+
+#: The build container's variables that come from the emitting host's environment.
+HOST_VARIABLES = {"TERM", "SHELL", "TZ"}
+
+
+def test_the_readmes_worked_example_is_what_kasctl_emits(
+    pushed: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Job for examples/isar-rootless-qemuamd64.yml, emitted here and now."""
+    example = Path(__file__).parents[2] / "examples" / "isar-rootless-qemuamd64.yml"
+    (pushed / "examples").mkdir()
+    (pushed / "examples" / example.name).write_text(example.read_text())
+    _git(pushed, "add", "-A")
+    _git(pushed, "commit", "-qm", "example")
+    _git(pushed, "push", "-q", "origin", "main")
+    monkeypatch.chdir(pushed)
+    monkeypatch.setenv("KAS_WORK_DIR", str(pushed))
+    readme = _readme_job()
+    (job,) = [
+        d for d in _emitted(pushed, f"examples/{example.name}", capsys=capsys) if d["kind"] == "Job"
+    ]
+    spec, readme_spec = job["spec"]["template"]["spec"], readme["spec"]["template"]["spec"]
+    (init,), (readme_init,) = spec["initContainers"], readme_spec["initContainers"]
+    readme_init["env"] = init["env"]  # the remote and commit are this test's
+    for pod in (spec, readme_spec):
+        for container in pod["containers"]:
+            container["env"] = [e for e in container["env"] if e["name"] not in HOST_VARIABLES]
+    assert job == readme
