@@ -15,19 +15,29 @@ as far as podman 4.3 can, and says where it stands in for the cluster:
   says false: the flag would override hostUsers);
 - podman 4.3 ignores the `seccompProfile` field: the Localhost profile is
   given as podman's seccomp annotation, from a profile root holding the file
-  the README tells administrators to install;
+  the README tells administrators to install; `RuntimeDefault` (the least a
+  cluster enforcing profiles gives) is played as a containerd node's default,
+  whose one difference that matters here is standing in for it:
+  `containerd-default-standin.json` is podman's profile with pivot_root
+  refused, as containerd's default profile leaves pivot_root out under any
+  capability (CRI-O's default is podman's own, which allows it);
 - podman 4.3 ignores `procMount: Unmasked` (it came in podman 4.7): the
   test unmounts /proc's masks before the entrypoint starts, and only when
   the pod asks for Unmasked (it needs CAP_SYS_ADMIN, as the real thing does
   not; the drop-one of SYS_ADMIN fails before that anyway, in newuidmap).
 
 Each drop-one removes one granted setting and the stand-in build fails,
-for the reason the grant names.
+for the reason the grant names. `hostUsers: false` is dropped on rootful
+podman, the one engine here whose containers can run in the host's own user
+namespace as a node's do: the entrypoint then refuses to start, as the pod's
+root and CAP_SYS_ADMIN would be the node's (rootless podman's containers are
+always inside the user's own namespace, so there the drop proves nothing).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +53,8 @@ from .harness import Project, Runner, kasctl_bin, make_project, make_runner
 pytestmark = pytest.mark.e2e
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
+#: The RuntimeDefault of a containerd node, standing in (see the module's text).
+RUNTIME_DEFAULT_STANDIN = "containerd-default-standin.json"
 UNMASK = (
     "for m in $(awk '$5 ~ \"^/proc/\" {print $5}' /proc/self/mountinfo | sort -r); "
     'do umount "$m" || { echo "test: cannot unmask $m" >&2; break; }; done; exec "$@"'
@@ -94,8 +106,13 @@ def _pod(job: dict[str, Any], run: str, remote: Path) -> tuple[dict[str, Any], l
     security = build["securityContext"]
     profile = security.pop("seccompProfile", None)
     if profile:
+        name = (
+            profile["localhostProfile"]
+            if profile["type"] == "Localhost"
+            else RUNTIME_DEFAULT_STANDIN  # RuntimeDefault, as a containerd node has it
+        )
         annotations[f"container.seccomp.security.alpha.kubernetes.io/{build['name']}"] = (
-            "localhost/" + profile["localhostProfile"]
+            "localhost/" + name
         )
     if security.get("procMount") == "Unmasked":
         build["command"] = ["/bin/sh", "-c", UNMASK, "unmask", *build["command"]]
@@ -150,26 +167,48 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> tuple[Runner, dict[str, 
     (scratch / "seccomp").mkdir()
     # what the README asks of each node: podman's profile, under the name the Job uses
     shutil.copy(PODMAN_PROFILE, scratch / "seccomp" / "kasctl-isar-rootless.json")
+    (scratch / "seccomp" / RUNTIME_DEFAULT_STANDIN).write_text(json.dumps(_without_pivot_root()))
     subprocess.run(["chown", "-R", f"{runner.uid}:{runner.gid}", str(scratch)], check=True)
     return runner, _emit(runner, project), project.work / "remote.git", scratch
 
 
+def _without_pivot_root() -> dict[str, Any]:
+    """Podman's profile with pivot_root refused (EPERM), as containerd's default has it."""
+    profile: dict[str, Any] = json.loads(PODMAN_PROFILE.read_text())
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n != "pivot_root"]
+    profile["syscalls"] = [r for r in profile["syscalls"] if r["names"]]
+    profile["syscalls"].append({"names": ["pivot_root"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    return profile
+
+
+@pytest.fixture(scope="module")
+def rootful() -> Runner:
+    return make_runner("rootful-podman")
+
+
 def _build(
-    played: tuple[Runner, dict[str, Any], Path, Path], run: str, job: dict[str, Any]
+    played: tuple[Runner, dict[str, Any], Path, Path],
+    run: str,
+    job: dict[str, Any],
+    runner: Runner | None = None,
 ) -> tuple[int, str]:
-    runner, _job, remote, scratch = played
+    """Play the job's pod with the played runner (rootless podman), or the one given."""
+    played_by, _job, remote, scratch = played
     pod, flags = _pod(job, run, remote)
-    return _play(runner, pod, flags, scratch)
+    return _play(runner or played_by, pod, flags, scratch)
 
 
 def _security(job: dict[str, Any]) -> dict[str, Any]:
     return job["spec"]["template"]["spec"]["containers"][0]["securityContext"]
 
 
+@pytest.mark.parametrize("engine", ["rootless-podman", "rootful-podman"])
 def test_the_emitted_pod_builds_the_stand_in_in_its_own_user_namespace(
-    played: tuple[Runner, dict[str, Any], Path, Path],
+    played: tuple[Runner, dict[str, Any], Path, Path], engine: str, request: pytest.FixtureRequest
 ) -> None:
-    status, log = _build(played, f"ok{os.getpid()}", played[1])
+    runner = request.getfixturevalue("rootful") if engine == "rootful-podman" else None
+    status, log = _build(played, f"ok{engine[5]}{os.getpid()}", played[1], runner)
     assert status == 0, log[-5000:]
     assert "isar-standin: done (rootless)" in log
     # the nested namespace: root is builder (1000 of the pod), the rest from the
@@ -184,6 +223,8 @@ def test_the_emitted_pod_builds_the_stand_in_in_its_own_user_namespace(
         ("capabilities", "FAILED: mmdebstrap --mode=unshare"),
         # a fresh proc mount while /proc has masked paths
         ("procMount", "FAILED: unshare into the builder's range"),
+        # RuntimeDefault in place of the Localhost profile: bubblewrap's pivot_root
+        ("seccompProfile", "pivot_root: Operation not permitted"),
     ],
 )
 def test_each_granted_pod_setting_is_needed(
@@ -191,8 +232,23 @@ def test_each_granted_pod_setting_is_needed(
 ) -> None:
     job = copy.deepcopy(played[1])
     assert drop in _security(job), "the setting is one kasctl grants"
-    del _security(job)[drop]
+    if drop == "seccompProfile":  # never Unconfined: the least a cluster gives instead
+        _security(job)[drop] = {"type": "RuntimeDefault"}
+    else:
+        del _security(job)[drop]
     status, log = _build(played, f"{drop.lower()[:4]}{os.getpid()}", job)
     assert status != 0, log[-5000:]
     assert "isar-standin: FAILED" in log and failure in log, log[-3000:]
     print("\n".join(line for line in log.splitlines() if "newuidmap" in line or "/proc" in line))
+
+
+def test_without_host_users_false_the_pod_refuses_the_nodes_user_namespace(
+    played: tuple[Runner, dict[str, Any], Path, Path], rootful: Runner
+) -> None:
+    """A cluster that drops hostUsers: false: the build must not run as the node's root."""
+    job = copy.deepcopy(played[1])
+    assert job["spec"]["template"]["spec"].pop("hostUsers") is False
+    status, log = _build(played, f"host{os.getpid()}", job, rootful)
+    assert status == 125, log[-3000:]
+    assert "the node's own user namespace" in log, log[-3000:]
+    assert "isar-standin" not in log, "refused before the build started"
