@@ -82,7 +82,8 @@ POD_SECCOMP_PROFILE = "kasctl-isar-rootless.json"
 POD_USERNS = Grant(
     "hostUsers: false",
     "a pod: it runs in a user namespace of its own, so its root and the capabilities "
-    "below hold in that namespace only, never on the node (Kubernetes' user namespaces)",
+    "below hold in that namespace only, never on the node (Kubernetes' user namespaces); "
+    "where a cluster drops the setting, the entrypoint refuses to start (KASCTL_OWN_USERNS)",
     ("pod", "hostUsers", False),
 )
 POD_SYS_ADMIN = Grant(
