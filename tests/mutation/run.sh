@@ -27,7 +27,7 @@ children=${MUTMUT_CHILDREN:-1}
 
 if [ ! -x "$venv/bin/mutmut" ]; then
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'mutmut>=3.8,<4' pytest hypothesis pyyaml jsonschema
+    "$venv/bin/pip" install -q 'mutmut>=3.8,<4' pytest hypothesis pyyaml jsonschema 'kubernetes-validate>=1.33'
 fi
 
 # a fresh copy of the checkout (tracked and new files), keeping the old mutants/
