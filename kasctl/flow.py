@@ -153,10 +153,18 @@ def emit(given: cmdline.Parsed, spec: Command, opts: Options, kas_cmd: str | Non
             storage_class=opts.storage_class,
         )
         plans.append((Path(config.split(":")[0]).stem, plan(replace(req, pod=pod), host, engine)))
+    shown: set[str] = set()
+    for _name, one_plan in plans:  # each once, as a run shows them, before the documents
+        for warning in one_plan.warnings:
+            if warning not in shown:
+                shown.add(warning)
+                log.warning("%s", warning)
     print(kubernetes.to_yaml(kubernetes.documents(plans)), end="")
-    if opts.explain:
-        for grant in plans[0][1].grants:
-            print(f"# {grant.flag}: {grant.reason}")
+    if opts.explain:  # each config's grants: their build systems may differ
+        for config, (_name, one_plan) in zip(configs, plans, strict=True):
+            print(f"# {config}:")
+            for grant in one_plan.grants:
+                print(f"# {grant.flag}: {grant.reason}")
     return 0
 
 
