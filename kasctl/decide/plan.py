@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kasctl import __version__
@@ -374,12 +374,10 @@ POD_SSTATE = "/sstate"
 
 def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPlan:
     """The same build as a pod: volumes in place of host paths, builder the pod's own user."""
-    if req.pod is None:
-        raise AssertionError("a pod plan needs the request's pod part")  # pragma: no cover
-    if req.config is None:
-        raise UsageError(
-            "--emit kubernetes needs a config", fix="kasctl build --emit kubernetes CONFIG"
-        )
+    if req.pod is None or req.config is None:  # flow.emit gives both
+        raise AssertionError(
+            "a pod plan needs the request's pod part and config"
+        )  # pragma: no cover
     if req.runtime_args:
         raise UsageError(
             "--runtime-args are engine options; a pod has none",
@@ -452,7 +450,7 @@ def _pod_plan(req: Request, host: HostFacts, grants: tuple[Grant, ...]) -> RunPl
 
 def _secret_name(target: str) -> str:
     """A credential's secret: named after its file (/var/kas/userdata/.netrc -> kasctl-netrc)."""
-    base = target.rstrip("/").rsplit("/", 1)[-1].lstrip(".").lower()
+    base = PurePosixPath(target).name.lower()  # a dot (.netrc) becomes '-', and goes
     return "kasctl-" + "".join(c if c.isalnum() else "-" for c in base).strip("-")
 
 

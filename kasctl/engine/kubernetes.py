@@ -34,11 +34,14 @@ def _name(text: str) -> str:
 
 
 def _volume(kind: str, name: str) -> dict[str, Any]:
-    if kind == "claim":
-        return {"name": name, "persistentVolumeClaim": {"claimName": name}}
-    if kind == "secret":
-        return {"name": name, "secret": {"secretName": name}}
-    return {"name": name, "emptyDir": {}}
+    match kind:
+        case "claim":
+            return {"name": name, "persistentVolumeClaim": {"claimName": name}}
+        case "secret":
+            return {"name": name, "secret": {"secretName": name}}
+        case "scratch" | "source":  # the source: the init container clones into it
+            return {"name": name, "emptyDir": {}}
+    raise ValueError(f"no volume of kind {kind!r}")
 
 
 def job(plan: RunPlan, job_name: str) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import pytest
 from kasctl.build_system import BuildSystem
 from kasctl.config import repo
 from kasctl.decide.credentials import Share
-from kasctl.decide.plan import PodLife, PodRequest, RunPlan, plan
+from kasctl.decide.plan import PodLife, PodRequest, RunPlan, Volume, plan
 from kasctl.decide.privileges import POD_SECCOMP_PROFILE
 from kasctl.engine import kubernetes
 from kasctl.errors import UsageError
 from kasctl.host.facts import EngineMode
-from kasctl.layout import AGENT_SOCKET
+from kasctl.layout import AGENT_SOCKET, CACHE_SOCKET
 
 from .test_plan import HOST, engine, request
 
@@ -157,6 +157,139 @@ def test_what_a_pod_cannot_have_is_refused_with_the_fix(
         pod_plan(build_system, **kw)
     assert words in info.value.message
     assert info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("kw", "build_system", "opening", "fix"),
+    [
+        ({}, IP, "isar-privileged needs a privileged pod", "build with isar-rootless"),
+        ({"kvm": True}, IR, "--kvm passes this host's /dev/kvm", "leave out --kvm"),
+        (
+            {"runtime_args": ("--net=host",)},
+            IR,
+            "--runtime-args are engine options",
+            "leave them out, or edit the emitted Job",
+        ),
+        (
+            {"shares": (Share("/run/user/1/ssh", AGENT_SOCKET, "SSH_AUTH_SOCK"),)},
+            IR,
+            "/run/user/1/ssh is a socket on this host",
+            "leave out --ssh-agent",
+        ),
+    ],
+)
+def test_each_refusal_says_what_and_how_to_fix_it(
+    kw: dict[str, object], build_system: BuildSystem, opening: str, fix: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        pod_plan(build_system, **kw)
+    assert info.value.message.startswith(opening)
+    assert (info.value.fix or "").startswith(fix)
+    if build_system is IP:
+        assert info.value.message.endswith("it would be root on the node")
+
+
+def test_a_socket_refusal_names_the_secrets_a_pod_can_have_instead() -> None:
+    share = Share("/run/user/1/gitcred", CACHE_SOCKET, "GIT_CREDENTIAL_SOCKET")
+    with pytest.raises(UsageError) as info:
+        pod_plan(IR, shares=(share,))
+    assert (info.value.fix or "").endswith(
+        "as a secret (--ssh-dir, --git-credential-store, NETRC_FILE)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "secret"),
+    [
+        ("/var/kas/userdata/.netrc", "kasctl-netrc"),
+        ("/var/kas/userdata/.ssh/", "kasctl-ssh"),
+        ("/var/kas/userdata/.git-credentials", "kasctl-git-credentials"),
+        ("/var/kas/userdata/.docker/config.json", "kasctl-config-json"),
+        ("/var/kas/userdata/AWS_Config.", "kasctl-aws-config"),
+        ("/var/kas/userdata/..hidden", "kasctl-hidden"),
+    ],
+)
+def test_a_secret_is_named_after_its_file_as_kubernetes_accepts_names(
+    tmp_path: Path, target: str, secret: str
+) -> None:
+    source = tmp_path / "credential"
+    source.write_text("x")
+    p = pod_plan(IR, shares=(Share(str(source), target, "NETRC_FILE"),))
+    (mount,) = [m for m in p.mounts if m.target == target]
+    assert mount.volume is not None and mount.volume.name == secret
+
+
+def test_a_credential_dir_is_a_whole_secret_and_a_file_one_key(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    ssh.mkdir()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("x")
+    shares = (
+        Share(str(ssh), "/var/kas/userdata/.ssh", "--ssh-dir"),
+        Share(str(netrc), "/var/kas/userdata/.netrc", "NETRC_FILE"),
+    )
+    mounts = {
+        m["mountPath"]: m
+        for m in _container(kubernetes.job(pod_plan(IR, shares=shares), "x"))["volumeMounts"]
+    }
+    assert "subPath" not in mounts["/var/kas/userdata/.ssh"]
+    assert mounts["/var/kas/userdata/.netrc"]["subPath"] == "value"
+    assert mounts["/var/kas/userdata/.ssh"]["readOnly"] is True
+
+
+@pytest.mark.parametrize(
+    ("kw", "readonly"),
+    [
+        ({}, True),  # build reads the repository
+        ({"writes_repo": True}, False),  # shell, lock, dump --inplace write it
+        ({"writes_repo": True, "repo_rw": False}, True),  # --repo-ro wins
+        ({"repo_rw": True}, False),  # --repo-rw wins
+    ],
+)
+def test_the_source_is_read_only_unless_the_command_writes_it(
+    kw: dict[str, object], readonly: bool
+) -> None:
+    mounts = {
+        m["mountPath"]: m
+        for m in _container(kubernetes.job(pod_plan(IR, **kw), "x"))["volumeMounts"]
+    }
+    assert mounts["/repo"].get("readOnly", False) is readonly
+
+
+def test_no_mount_of_a_pod_names_a_path_of_the_emitting_host(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("x")
+    p = pod_plan(IR, shares=(Share(str(netrc), "/var/kas/userdata/.netrc", "NETRC_FILE"),))
+    assert [m.source for m in p.mounts] == [""] * len(p.mounts)
+    assert str(tmp_path) not in kubernetes.to_yaml([kubernetes.job(p, "x")])
+
+
+def test_an_openembedded_pod_runs_the_images_own_entrypoint() -> None:
+    """Only isar-rootless names kasctl's entrypoint (its lock check must not be skipped)."""
+    assert "command" not in _container(kubernetes.job(pod_plan(OE), "x"))
+    assert _container(kubernetes.job(pod_plan(IR), "x"))["command"][-1].endswith("entrypoint.py")
+
+
+def test_a_pod_plan_is_no_engine_run() -> None:
+    """Nothing of an engine's command line: no binary, executor, terminal or engine init."""
+    p = pod_plan(IR)
+    assert p.mode is EngineMode.KUBERNETES
+    assert (p.binary, p.executor, p.tty, p.interactive, p.init) == ("", (), False, False, False)
+
+
+def test_a_pods_warnings_are_the_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = pod_plan(IR, env={"SSTATE_MIRRORS": "file:///mirror/PATH"})
+    assert len(p.warnings) == 1 and p.warnings[0].startswith("SSTATE_MIRRORS has file://")
+    assert pod_plan(IR).warnings == ()
+
+
+def test_a_volume_of_no_known_kind_is_a_bug_not_an_empty_dir() -> None:
+    p = pod_plan(IR)
+    broken = replace(
+        p, mounts=(replace(p.mounts[0], volume=Volume("scratchy", "work")), *p.mounts[1:])
+    )
+    with pytest.raises(ValueError, match="scratchy"):
+        kubernetes.job(broken, "x")
 
 
 def test_several_configs_are_several_jobs_after_the_claims_once() -> None:
@@ -329,3 +462,33 @@ def test_the_readmes_worked_example_is_what_kasctl_emits(
         for container in pod["containers"]:
             container["env"] = [e for e in container["env"] if e["name"] not in HOST_VARIABLES]
     assert job == readme
+
+
+def test_emit_warns_as_a_run_does_and_explains_each_config(
+    pushed: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two configs of different build systems: each Job's own reasons, each warning once."""
+    from kasctl import cli
+
+    (pushed / "oe.yml").write_text("header:\n  version: 14\n")
+    (pushed / "ir.yml").write_text("header:\n  version: 14\nbuild_system: isar-rootless\n")
+    _git(pushed, "add", "-A")
+    _git(pushed, "commit", "-qm", "configs")
+    _git(pushed, "push", "-q", "origin", "main")
+    monkeypatch.chdir(pushed)
+    monkeypatch.setenv("KAS_WORK_DIR", str(pushed))
+    monkeypatch.setenv("SSTATE_MIRRORS", "file:///mirror/PATH")
+    with pytest.raises(SystemExit) as done:
+        cli.main(["build", "--emit", "kubernetes", "--explain", "oe.yml", "ir.yml"])
+    out, err = capsys.readouterr()
+    assert done.value.code == 0, err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warned if w.startswith("SSTATE_MIRRORS has file://")] == [warned[0]]
+    assert len(warned) == 1
+    explained = out.split("# oe.yml:\n", 1)[1]
+    oe, ir = explained.split("# ir.yml:\n")
+    assert "# hostUsers: false:" in oe and "SYS_ADMIN" not in oe
+    assert "# capabilities.add: [SYS_ADMIN]:" in ir
