@@ -304,9 +304,15 @@ class Box:
 
     # --- the file calls the entrypoint makes
     def _modelled(self, real: str, st: os.stat_result) -> Any:
-        """st_mode with the permission bits the model keeps for the file."""
-        mode = self.modes.get(self.name(real))
-        return st if mode is None else SimpleNamespace(st_mode=(st.st_mode & ~0o7777) | mode)
+        """The file's type, with the permission bits and owner the model keeps for it.
+
+        A file nobody has chowned is root's, as everything in an image is: the
+        real owner below tmp_path is whoever runs the tests.
+        """
+        name = self.name(real)
+        mode = self.modes.get(name, st.st_mode & 0o7777)
+        uid, gid = self.owners.get(name, (0, 0))
+        return SimpleNamespace(st_mode=(st.st_mode & ~0o7777) | mode, st_uid=uid, st_gid=gid)
 
     def stat(self, path: str) -> Any:
         return self._modelled(self.at(path), os.stat(self.at(path)))
@@ -1120,8 +1126,12 @@ def test_a_pod_in_the_nodes_own_user_namespace_is_refused_before_anything_change
         KASCTL_OWN_USERNS="1",
         KASCTL_OWN_DIRS="/work",
     )
-    assert "the node's own user namespace" in error.message
-    assert "hostUsers: false" in error.message and "On Kubernetes" in (error.fix or "")
+    assert error.message.startswith("this pod runs in the node's own user namespace")
+    assert "its root and CAP_SYS_ADMIN would be the node's" in error.message
+    assert error.message.endswith("did not honour the Job's `hostUsers: false`")
+    fix = error.fix or ""
+    assert fix.startswith("run it where pods get user namespaces (Kubernetes 1.33 or later")
+    assert fix.endswith("README, 'On Kubernetes'); never remove the setting")
     assert box.owners == {} and not os.path.exists(box.at("/etc/subuid")), "nothing changed"
 
 
@@ -1161,3 +1171,42 @@ def test_only_the_initial_map_is_the_nodes(uid_map: str) -> None:
 def test_the_initial_map_is_refused() -> None:
     with pytest.raises(KasctlError):
         ep.require_own_userns(ep.parse_id_map(IDENTITY_MAP))
+
+
+def test_kasctl_in_a_job_container_trusts_the_jobs_checkouts_for_builder(box: Box) -> None:
+    """KASCTL_SAFE_DIRECTORIES: the runner's checkout is not builder's, git must work in it."""
+    start(box, USER_ID="1001", GROUP_ID="1001", KASCTL_SAFE_DIRECTORIES="/builds/a:/builds/b")
+    assert box.text("/etc/gitconfig") == (
+        '[safe]\n\tdirectory = "/builds/a"\n\tdirectory = "/builds/b"\n'
+    )
+
+
+def test_a_direct_start_ignores_kasctls_safe_directories(box: Box) -> None:
+    """Only kasctl sets KASCTL_SAFE_DIRECTORIES; a direct start (no USER_ID) is not its."""
+    start(box, ["sh", "-c", "true"], KASCTL_SAFE_DIRECTORIES="/builds/a")
+    assert not os.path.exists(box.at("/etc/gitconfig"))
+
+
+def test_a_pod_gives_builder_the_volumes_that_arrive_roots_and_closed(
+    box: Box, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path, mode in (("/work", 0o755), ("/downloads", 0o777), ("/sstate", 0o755)):
+        Path(box.at(path)).mkdir()
+        box.chmod(path, mode)
+    box.owners["/sstate"] = (5, 5)  # a claim that arrives someone else's
+    start(
+        box,
+        USER_ID="1000",
+        GROUP_ID="1000",
+        KASCTL_OWN_DIRS="/work:/downloads:/sstate:/gone",
+    )
+    assert box.owners["/work"] == (1000, 1000), "root's and closed: builder's now"
+    assert "/downloads" not in box.owners, "open to all: left as it is"
+    assert box.owners["/sstate"] == (5, 5), "not root's: left as it is"
+    assert "cannot give /gone to builder" in capsys.readouterr().err, "and the start goes on"
+
+
+def test_a_start_as_root_gives_no_volume_away(box: Box) -> None:
+    Path(box.at("/work")).mkdir()
+    start(box, USER_ID="0", GROUP_ID="0", KASCTL_OWN_DIRS="/work")
+    assert "/work" not in box.owners
