@@ -178,3 +178,47 @@ def test_a_root_owned_closed_checkout_is_given_to_the_build_user_an_open_one_is_
     assert _plan(_job(work_owner=(1234, 1235), work_open=False)).give_work_dir is None
     plain = plan(request(BuildSystem.ISAR_ROOTLESS), HOST, engine(EngineMode.SYSTEM_DOCKER))
     assert plain.give_work_dir is None, "never outside a job container"
+
+
+def test_the_checkouts_owner_is_judged_by_its_uid() -> None:
+    """A checkout of uid 1234 in group root is that user's; one of root in group 1234 is root's."""
+    env = dict(_plan(_job(work_owner=(1234, 0))).env)
+    assert (env["USER_ID"], env["GROUP_ID"]) == ("1234", "0")
+    env = dict(_plan(_job(work_owner=(0, 1234))).env)
+    assert (env["USER_ID"], env["GROUP_ID"]) == tuple(str(i) for i in BUILD_USER)
+
+
+def test_through_sudo_in_a_job_the_work_dir_is_not_given_away() -> None:
+    """sudo keeps the user's ids: that user already owns what it asked kasctl to build."""
+    host = replace(ROOT_HOST, sudo_uid=1234, sudo_gid=1235)
+    req = request(
+        BuildSystem.ISAR_ROOTLESS,
+        work_dir=JOB_WORK,
+        config=replace(request(BuildSystem.ISAR_ROOTLESS).config, repo_dir=JOB_WORK),  # type: ignore[arg-type]
+    )
+    p = plan(req, host, engine(EngineMode.SYSTEM_DOCKER, job=_job(work_owner=(0, 0))))
+    assert p.give_work_dir is None
+    assert (dict(p.env)["USER_ID"], dict(p.env)["GROUP_ID"]) == ("1234", "1235")
+
+
+def test_the_refusal_of_a_job_layer_path_says_what_to_change() -> None:
+    with pytest.raises(UsageError) as info:
+        _plan(_job(mounts=(("/cache", "/srv/cache"),)))
+    assert info.value.message == (
+        f"{JOB_WORK} (mounted at /work) is only in this job container's own filesystem, so "
+        "the engine's daemon, which runs on the host, cannot mount it"
+    )
+    fix = info.value.fix or ""
+    assert fix.startswith("put it on a volume or bind mount of the job container")
+    for fact in ("GitLab runner: `[runners.docker] volumes`", "GitHub: the workspace",
+                 "point KAS_WORK_DIR and the other dirs there"):  # fmt: skip
+        assert fact in fix
+
+
+def test_the_plan_names_a_daemons_path_only_where_it_differs() -> None:
+    """--dry-run --json: engine_source appears for the paths the daemon sees elsewhere only."""
+    same = (str(JOB_WORK), str(JOB_WORK))  # the job's builds dir bound at the same path
+    p = _plan(_job(mounts=(same, ("/", "/overlay"))))
+    work = next(m for m in p.mounts if m.target == "/work")
+    assert work.engine_source is None
+    assert "engine_source" not in next(m for m in p.to_json()["mounts"] if m["target"] == "/work")
