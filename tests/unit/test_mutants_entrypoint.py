@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import subprocess
 import shutil
 import signal
 import stat
@@ -1210,3 +1211,17 @@ def test_a_start_as_root_gives_no_volume_away(box: Box) -> None:
     Path(box.at("/work")).mkdir()
     start(box, USER_ID="0", GROUP_ID="0", KASCTL_OWN_DIRS="/work")
     assert "/work" not in box.owners
+
+
+def test_a_safe_directory_with_a_quote_and_a_backslash_reads_back_in_git(tmp_path: Path) -> None:
+    """git itself reads each path back exactly as given, however it is spelled."""
+    gitconfig = tmp_path / "gitconfig"
+    paths = ['/builds/a "quoted" dir', "/builds/back\\slash", '/builds/both\\"x']
+    ep.safe_directories(paths, str(gitconfig))
+    read = subprocess.run(
+        ["git", "config", "--file", str(gitconfig), "--get-all", "safe.directory"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.splitlines() == paths
