@@ -12,10 +12,10 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-import subprocess
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
