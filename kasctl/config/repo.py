@@ -83,7 +83,8 @@ def published(repo_dir: Path) -> Published:
         )
     status = _git(repo_dir, "status", "--porcelain", "--untracked-files=normal")
     if status:
-        first = status.splitlines()[0][3:]
+        # "XY path" (the output is stripped, so a first " M" loses its space)
+        first = status.splitlines()[0].split(maxsplit=1)[-1]
         raise UsageError(
             f"{repo_dir} has changes that are not committed (e.g. {first}): the pod would "
             "build the commit, not this tree",
@@ -97,8 +98,10 @@ def published(repo_dir: Path) -> Published:
             fix="push it (git push), then emit again",
         )
     remote_name = holders.splitlines()[0].split("/", 1)[0]
+    # get-url applies the user's url.*.insteadOf, but answers a remote without
+    # a URL with its bare name: only a configured URL counts
     url = _git(repo_dir, "remote", "get-url", remote_name)
-    if not url:
+    if not url or not _git(repo_dir, "config", "--get", f"remote.{remote_name}.url"):
         raise UsageError(
             f"remote {remote_name!r} of {repo_dir} has no URL", fix="git remote set-url ..."
         )

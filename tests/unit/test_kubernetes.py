@@ -492,3 +492,65 @@ def test_emit_warns_as_a_run_does_and_explains_each_config(
     oe, ir = explained.split("# ir.yml:\n")
     assert "# hostUsers: false:" in oe and "SYS_ADMIN" not in oe
     assert "# capabilities.add: [SYS_ADMIN]:" in ir
+
+
+# ------------------------------------------- the source: what each refusal says
+
+
+def test_no_repository_says_how_a_pod_gets_its_source(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as info:
+        repo.published(tmp_path)
+    assert info.value.message == (
+        f"{tmp_path} is not a git repository with a commit: a pod gets the config's "
+        "repository by cloning it"
+    )
+    assert info.value.fix == "commit it to a git repository with a remote, and push"
+
+
+def test_uncommitted_changes_are_named_by_their_first_file(pushed: Path) -> None:
+    (pushed / "kas.yml").write_text("header:\n  version: 15\n")
+    with pytest.raises(UsageError) as info:
+        repo.published(pushed)
+    assert info.value.message == (
+        f"{pushed} has changes that are not committed (e.g. kas.yml): the pod would "
+        "build the commit, not this tree"
+    )
+    assert info.value.fix == "commit (or stash) them and push, then emit again"
+
+
+def test_untracked_files_count_even_where_git_status_hides_them(pushed: Path) -> None:
+    """A user's status.showUntrackedFiles=no must not let an untracked include slip by."""
+    _git(pushed, "config", "status.showUntrackedFiles", "no")
+    (pushed / "include.yml").write_text("x")
+    with pytest.raises(UsageError, match=r"e\.g\. include\.yml"):
+        repo.published(pushed)
+
+
+def test_an_unpushed_commit_is_named_by_its_short_id(pushed: Path) -> None:
+    (pushed / "kas.yml").write_text("header:\n  version: 16\n")
+    _git(pushed, "commit", "-qam", "two")
+    commit = _git(pushed, "rev-parse", "HEAD")
+    with pytest.raises(UsageError) as info:
+        repo.published(pushed)
+    assert info.value.message == (
+        f"commit {commit[:12]} of {pushed} is on no remote-tracking branch: the remote "
+        "may not have it"
+    )
+    assert info.value.fix == "push it (git push), then emit again"
+
+
+def test_a_commit_on_a_branch_with_slashes_is_found_on_its_remote(pushed: Path) -> None:
+    _git(pushed, "checkout", "-qb", "feature/board-x")
+    (pushed / "kas.yml").write_text("header:\n  version: 17\n")
+    _git(pushed, "commit", "-qam", "board x")
+    _git(pushed, "push", "-q", "origin", "feature/board-x")
+    found = repo.published(pushed)
+    assert found.remote == str(pushed.parent / "remote.git")
+
+
+def test_a_remote_without_a_url_is_refused_with_the_fix(pushed: Path) -> None:
+    _git(pushed, "config", "--unset", "remote.origin.url")
+    with pytest.raises(UsageError) as info:
+        repo.published(pushed)
+    assert info.value.message == f"remote 'origin' of {pushed} has no URL"
+    assert info.value.fix == "git remote set-url ..."
