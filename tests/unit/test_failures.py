@@ -748,3 +748,15 @@ def test_no_report_after_success_or_for_commands_that_do_not_build(
 ) -> None:
     run_plan_and_container(tmp_path, monkeypatch, command, status)
     assert "the build failed" not in capsys.readouterr().err
+
+
+def test_analysed_is_the_analysis_itself_when_the_logs_can_be_read(tmp_path: Path) -> None:
+    """The guard around the analysis passes its result through, whatever it holds."""
+    b = BuildDir(tmp_path)
+    log = b.task_log("isar-image-base-qemuamd64", "do_rootfs_install", shell_log("E: oops"))
+    b.console(
+        console_of(task_failure("isar-image-base-1.0-r0", IMAGE_BB, "do_rootfs_install", log))
+    )
+    guarded = failures.analysed(b.build, b.mounts, b.since)
+    assert guarded == analyse(b.build, b.mounts, b.since)
+    assert guarded is not None and [t.task for t in guarded.tasks] == ["do_rootfs_install"]

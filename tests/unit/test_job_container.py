@@ -222,3 +222,17 @@ def test_the_plan_names_a_daemons_path_only_where_it_differs() -> None:
     work = next(m for m in p.mounts if m.target == "/work")
     assert work.engine_source is None
     assert "engine_source" not in next(m for m in p.to_json()["mounts"] if m["target"] == "/work")
+
+
+def test_the_container_id_is_read_from_its_own_mountinfo(tmp_path: Path) -> None:
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "mountinfo").write_text(DOCKER_MOUNTINFO)
+    assert detect.container_id(tmp_path) == CID
+    assert detect.container_id(tmp_path / "nothing-here") is None
+
+
+def test_mounts_without_both_ends_are_left_out() -> None:
+    inspected = (
+        '[{"Destination":"/a"}, {"Source":"/b"}, "a string", 7, {"Destination":"/c","Source":"/d"}]'
+    )
+    assert detect.parse_mounts(inspected) == (("/c", "/d"),)

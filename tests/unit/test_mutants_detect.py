@@ -32,7 +32,7 @@ import pytest
 from kasctl.build_system import BuildSystem
 from kasctl.errors import HostError, UsageError
 from kasctl.host import detect
-from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, KvmDevice
+from kasctl.host.facts import EngineFacts, EngineMode, HostFacts, JobContainer, KvmDevice
 from kasctl.inside.subids import Range
 
 #: `docker info --format '{{json .}}'` of dockerd-rootless.sh on Debian 12 (abridged).
@@ -760,3 +760,72 @@ def test_kvm_device_gives_the_group_and_permission_bits_of_a_character_device(
 
 def test_host_facts_without_a_root_read_this_host() -> None:
     assert detect.host_facts() == detect.host_facts("/")
+
+
+# --------------------------------------------------- the CI job container kasctl runs in
+
+JOB_CID = "c0ffee" + "1" * 58
+JOB_MOUNTS = '[{"Destination":"/builds/g/p","Source":"/srv/builds/g/p"}]'
+
+
+def _job_engine(bin_dir: Path, name: str, info: dict[str, Any] | None) -> Path:
+    """A stand-in engine that also answers `inspect` of JOB_CID's mounts (and nothing else)."""
+    log = _engine(bin_dir, name, info)
+    script = bin_dir / name
+    head, body = script.read_text().split("\n", 2)[:2], script.read_text().split("\n", 2)[2]
+    inspect = (
+        'if [ "$1" = inspect ]; then\n'
+        f'  [ "$*" = "inspect --type container --format {{{{json .Mounts}}}} {JOB_CID}" ] '
+        f"|| exit 1\n  printf '%s\\n' {shlex.quote(JOB_MOUNTS)}\n  exit 0\nfi\n"
+    )
+    script.write_text("\n".join(head) + "\n" + inspect + body)
+    return log
+
+
+@pytest.mark.parametrize(
+    ("kind", "info"), [("podman", None), ("docker", SYSTEM_DOCKER_INFO)], ids=["podman", "docker"]
+)
+def test_in_a_job_container_the_engine_is_asked_for_its_mounts(
+    bin_dir: Path, tmp_path: Path, kind: str, info: dict[str, Any] | None
+) -> None:
+    _job_engine(bin_dir, kind, info)
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    facts = detect.engine_facts(kind, {}, work, JOB_CID)  # type: ignore[arg-type]
+    st = work.stat()
+    assert facts.job == JobContainer(
+        id=JOB_CID,
+        mounts=(("/builds/g/p", "/srv/builds/g/p"),),
+        work_owner=(st.st_uid, st.st_gid),
+        work_open=True,
+    )
+    assert detect.engine_facts(kind, {}, work, None).job is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "open_to_all"), [(0o777, True), (0o773, True), (0o771, False), (0o776, False)]
+)
+def test_a_work_dir_is_open_when_others_may_create_entries(
+    bin_dir: Path, tmp_path: Path, mode: int, open_to_all: bool
+) -> None:
+    """Creating an entry takes write and search permission on the directory."""
+    _job_engine(bin_dir, "docker", SYSTEM_DOCKER_INFO)
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(mode)
+    job = detect.job_container(str(bin_dir / "docker"), JOB_CID, work)
+    work.chmod(0o755)
+    assert job.work_open is open_to_all
+
+
+def test_without_a_work_dir_or_an_answer_the_job_container_is_known_by_its_id(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    _job_engine(bin_dir, "docker", SYSTEM_DOCKER_INFO)
+    docker = str(bin_dir / "docker")
+    answered = (("/builds/g/p", "/srv/builds/g/p"),)
+    assert detect.job_container(docker, JOB_CID, None) == JobContainer(JOB_CID, answered)
+    assert detect.job_container(docker, JOB_CID, tmp_path / "gone").work_owner is None
+    other = "d" * 64  # the engine does not run it: no account of its mounts
+    assert detect.job_container(docker, other, None) == JobContainer(id=other, mounts=None)
