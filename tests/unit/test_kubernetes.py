@@ -554,3 +554,9 @@ def test_a_remote_without_a_url_is_refused_with_the_fix(pushed: Path) -> None:
         repo.published(pushed)
     assert info.value.message == f"remote 'origin' of {pushed} has no URL"
     assert info.value.fix == "git remote set-url ..."
+
+
+def test_an_untracked_file_with_spaces_is_named_whole(pushed: Path) -> None:
+    (pushed / "my board.yml").write_text("x")
+    with pytest.raises(UsageError, match=r"\(e\.g\. my board\.yml\)"):
+        repo.published(pushed)
