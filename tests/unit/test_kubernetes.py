@@ -557,6 +557,7 @@ def test_a_remote_without_a_url_is_refused_with_the_fix(pushed: Path) -> None:
 
 
 def test_an_untracked_file_with_spaces_is_named_whole(pushed: Path) -> None:
+    """As git status names it: quoted."""
     (pushed / "my board.yml").write_text("x")
-    with pytest.raises(UsageError, match=r"\(e\.g\. my board\.yml\)"):
+    with pytest.raises(UsageError, match=r'\(e\.g\. "my board\.yml"\)'):
         repo.published(pushed)
