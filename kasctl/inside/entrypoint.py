@@ -177,7 +177,7 @@ def require_own_userns(uid_map: tuple[Extent, ...]) -> None:
     gate off, or a runtime without support) drops that field without a word,
     and the same pod then holds those privileges as the node's root.
     """
-    if tuple(uid_map) == INITIAL_MAP:
+    if uid_map == INITIAL_MAP:
         raise EntrypointError(
             "this pod runs in the node's own user namespace, so its root and CAP_SYS_ADMIN "
             "would be the node's: the cluster did not honour the Job's `hostUsers: false`",
@@ -480,8 +480,9 @@ def main(argv: list[str]) -> None:
     cmd = command_line(argv, direct=direct)
     if os.getuid() != 0:
         raise EntrypointError("the entrypoint must start as root (do not pass --user)")
+    maps = own_maps()
     if os.environ.get("KASCTL_OWN_USERNS") == "1":
-        require_own_userns(own_maps()["uid"])
+        require_own_userns(maps["uid"])
     if direct and os.environ.get("GITLAB_CI"):
         gitlab_safe_directories(os.environ, GITCONFIG)
     elif not direct and os.environ.get("KASCTL_SAFE_DIRECTORIES"):
@@ -490,7 +491,6 @@ def main(argv: list[str]) -> None:
     if uid is None or gid is None:
         uid, gid = 0, 0
     nest = os.environ.get("KASCTL_KEEP_ID") == "1" and uid != 0
-    maps = own_maps()
     if nest:
         remap_builder(uid, gid, home_owner=(0, 0))
         maps = {k: tuple(keep_id_extents(v, uid if k == "uid" else gid)) for k, v in maps.items()}
