@@ -89,9 +89,17 @@ def test_podman_info_says_rootless_and_apparmor_itself() -> None:
     assert detect.mode_from_info("podman", {}) == (EngineMode.ROOTFUL_PODMAN, "", False)
 
 
-def _engine(bin_dir: Path, name: str, info: dict[str, Any] | None, stderr: str = "") -> Path:
-    """A stand-in engine: `NAME info --format {{json .}}` prints INFO, or fails with STDERR
-    (shell builtins only: PATH holds nothing but the stand-ins)."""
+def _engine(
+    bin_dir: Path,
+    name: str,
+    info: dict[str, Any] | None,
+    stderr: str = "",
+    inspect: tuple[str, str] | None = None,
+) -> Path:
+    """A stand-in engine: `NAME info --format {{json .}}` prints INFO, or fails with STDERR;
+    with INSPECT (container id, mounts JSON), `inspect` of that container's mounts prints
+    them and any other `inspect` fails (shell builtins only: PATH holds nothing but the
+    stand-ins)."""
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / name
     log = bin_dir / f"{name}.args"
@@ -99,6 +107,13 @@ def _engine(bin_dir: Path, name: str, info: dict[str, Any] | None, stderr: str =
         body = f"printf '%s\\n' {shlex.quote(stderr)} >&2\nexit 1\n"
     else:
         body = f"printf '%s\\n' {shlex.quote(json.dumps(info))}\n"
+    if inspect is not None:
+        cid, mounts = inspect
+        asked = f"inspect --type container --format {{{{json .Mounts}}}} {cid}"
+        body = (
+            f'if [ "$1" = inspect ]; then\n  [ "$*" = "{asked}" ] || exit 1\n'
+            f"  printf '%s\\n' {shlex.quote(mounts)}\n  exit 0\nfi\n{body}"
+        )
     script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >>{log}\n{body}')
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return log
@@ -770,16 +785,7 @@ JOB_MOUNTS = '[{"Destination":"/builds/g/p","Source":"/srv/builds/g/p"}]'
 
 def _job_engine(bin_dir: Path, name: str, info: dict[str, Any] | None) -> Path:
     """A stand-in engine that also answers `inspect` of JOB_CID's mounts (and nothing else)."""
-    log = _engine(bin_dir, name, info)
-    script = bin_dir / name
-    head, body = script.read_text().split("\n", 2)[:2], script.read_text().split("\n", 2)[2]
-    inspect = (
-        'if [ "$1" = inspect ]; then\n'
-        f'  [ "$*" = "inspect --type container --format {{{{json .Mounts}}}} {JOB_CID}" ] '
-        f"|| exit 1\n  printf '%s\\n' {shlex.quote(JOB_MOUNTS)}\n  exit 0\nfi\n"
-    )
-    script.write_text("\n".join(head) + "\n" + inspect + body)
-    return log
+    return _engine(bin_dir, name, info, inspect=(JOB_CID, JOB_MOUNTS))
 
 
 @pytest.mark.parametrize(
