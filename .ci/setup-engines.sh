@@ -256,17 +256,28 @@ info "server $(rootless_docker version --format '{{.Server.Version}}'), socket $
 #   maps nobody/nogroup on its own (a build must work, and not warn).
 # Their ranges lie far above kasci's, so no two users share host ids.
 step "users for host-problem tests"
+# subid_line LINE OWNER...: in /etc/subuid and /etc/subgid, the lines of each OWNER
+# (a name or uid) replaced by LINE (none if LINE is empty)
+subid_line() {
+    local line=$1 f owner
+    shift
+    for f in /etc/subuid /etc/subgid; do
+        cp "$f" "$f.tmp"
+        for owner in "$@"; do
+            grep -v "^$owner:" "$f.tmp" >"$f.tmp2" || true
+            mv "$f.tmp2" "$f.tmp"
+        done
+        [ -z "$line" ] || printf '%s\n' "$line" >>"$f.tmp"
+        chmod 644 "$f.tmp" && mv "$f.tmp" "$f"
+    done
+}
 extra_user() {
     local name=$1 line=$2 uid home
     id "$name" >/dev/null 2>&1 \
         || { useradd -m -s /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$name" && info "created $name"; }
     uid=$(id -u "$name")
     home=$(getent passwd "$name" | cut -d: -f6)
-    for f in /etc/subuid /etc/subgid; do
-        grep -v -e "^$name:" -e "^$uid:" "$f" >"$f.tmp" || true
-        [ -z "$line" ] || printf '%s\n' "${line//UID/$uid}" >>"$f.tmp"
-        chmod 644 "$f.tmp" && mv "$f.tmp" "$f"
-    done
+    subid_line "${line//UID/$uid}" "$name" "$uid"
     install -d -m 700 -o "$uid" -g "$(id -g "$name")" "/run/user/$uid"
     write_file "$home/.config/containers/containers.conf" "$CONTAINERS_CONF" "$name"
     write_file "$home/.config/containers/storage.conf" "$STORAGE_CONF" "$name"
@@ -281,11 +292,7 @@ extra_user kasdef "UID:800000:65536"
 # the name `containers`; no user of that name is needed. 16 pods of 65536 ids,
 # above every range given here.
 step "sub-ids for rootful podman's automatic user namespaces"
-for f in /etc/subuid /etc/subgid; do
-    grep -v '^containers:' "$f" >"$f.tmp" || true
-    printf '%s\n' "containers:2000000:1048576" >>"$f.tmp"
-    chmod 644 "$f.tmp" && mv "$f.tmp" "$f"
-done
+subid_line "containers:2000000:1048576" containers
 info "containers: 2000000:1048576"
 
 # ---------------------------------------------------- the privileged executor
